@@ -1,0 +1,39 @@
+# rata: `make demo` and `make test` set everything up on a fresh machine with Python 3.11 and make.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PYTHONDONTWRITEBYTECODE := 1
+export MPLBACKEND := Agg
+
+.PHONY: install demo test lint unit bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (rata)" >/dev/null
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/rata demo
+
+lint: install
+	$(BIN)/ruff check framework runner strategies dashboards tests
+	$(BIN)/ruff format --check framework runner strategies dashboards tests
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -n 2 --dist loadfile
+
+test: lint unit
+
+bench: install
+	$(PY) -m tests.bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache reports

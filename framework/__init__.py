@@ -1,0 +1,49 @@
+"""rata's framework: the strategy contract, vectorbt research tools and data, shared with the live runner."""
+
+from framework.backtest import BacktestResult, backtest
+from framework.bars import Bars
+from framework.data import dataset_names, load_dataset, load_file
+from framework.errors import (
+    DataError,
+    FatalError,
+    IntegrityError,
+    LookaheadError,
+    ParameterError,
+    RataError,
+    RejectedError,
+    StrategyError,
+    TransientError,
+    UnknownNameError,
+)
+from framework.execution import ExecutionModel
+from framework.instruments import Instrument
+from framework.params import Param
+from framework.registry import get_strategy, strategy_classes
+from framework.strategy import Signals, Strategy, TargetWeights
+
+__all__ = [
+    "BacktestResult",
+    "Bars",
+    "DataError",
+    "ExecutionModel",
+    "FatalError",
+    "Instrument",
+    "IntegrityError",
+    "LookaheadError",
+    "Param",
+    "ParameterError",
+    "RataError",
+    "RejectedError",
+    "Signals",
+    "Strategy",
+    "StrategyError",
+    "TargetWeights",
+    "TransientError",
+    "UnknownNameError",
+    "backtest",
+    "dataset_names",
+    "get_strategy",
+    "load_dataset",
+    "load_file",
+    "strategy_classes",
+]

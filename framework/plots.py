@@ -1,0 +1,66 @@
+"""HoloViews plots of backtest results (Bokeh backend; they render in JupyterLab, Panel and HTML)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+
+__all__ = ["equity_plot", "heatmap_plot", "price_plot"]
+
+
+def equity_plot(equity: pd.Series, drawdown: pd.Series, title: str = "Equity") -> hv.Layout:
+    """Return the equity curve above its drawdown (as a negative percentage), sharing the time axis."""
+    eq = hv.Curve((equity.index, equity.to_numpy()), "time", "equity", label="equity").opts(
+        title=title, responsive=True, height=300, color="#1f77b4", tools=["hover"], show_grid=True
+    )
+    dd = hv.Area((drawdown.index, 100 * drawdown.to_numpy()), "time", "drawdown %", label="drawdown").opts(
+        responsive=True, height=150, color="#d62728", alpha=0.5, tools=["hover"], show_grid=True
+    )
+    return (eq + dd).cols(1)
+
+
+def price_plot(close: pd.Series, trades: pd.DataFrame, title: str | None = None) -> hv.Overlay:
+    """Return the close price with entry (triangles) and exit (crosses) markers of `trades`."""
+    symbol = str(close.name)
+    price = hv.Curve((close.index, close.to_numpy()), "time", "price", label=symbol).opts(
+        responsive=True, height=350, color="#444444", tools=["hover"], show_grid=True
+    )
+    mine = trades[trades["symbol"] == symbol] if len(trades) else trades
+    layers: list[Any] = [price]
+    for direction, marker, color in (("long", "triangle", "#2ca02c"), ("short", "inverted_triangle", "#d62728")):
+        side = mine[mine["direction"] == direction] if len(mine) else mine
+        layers.append(
+            hv.Scatter(
+                (side["entry_time"] if len(side) else [], side["entry_price"] if len(side) else []),
+                "time",
+                "price",
+                label=f"{direction} entry",
+            ).opts(marker=marker, size=10, color=color, tools=["hover"])
+        )
+    closed = mine[mine["status"] == "closed"] if len(mine) else mine
+    layers.append(
+        hv.Scatter(
+            (closed["exit_time"] if len(closed) else [], closed["exit_price"] if len(closed) else []),
+            "time",
+            "price",
+            label="exit",
+        ).opts(marker="x", size=10, color="#000000", tools=["hover"])
+    )
+    return hv.Overlay(layers).opts(title=title or f"{symbol} with trades", legend_position="top_left")
+
+
+def heatmap_plot(table: pd.DataFrame, x: str, y: str, metric: str, title: str | None = None) -> hv.HeatMap:
+    """Return a heatmap of `metric` over two swept parameters (other parameters: best value kept)."""
+    best = table.groupby([x, y], as_index=False)[metric].max()
+    best[metric] = best[metric].replace([np.inf, -np.inf], np.nan)
+    return hv.HeatMap(best, kdims=[x, y], vdims=[metric]).opts(
+        title=title or f"{metric} by {x} and {y}",
+        cmap="RdYlGn",
+        colorbar=True,
+        tools=["hover"],
+        responsive=True,
+        height=450,
+    )

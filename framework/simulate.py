@@ -1,0 +1,113 @@
+"""Turn strategy decisions into one vectorbt simulation (Rust engine), for one or many combinations.
+
+`simulate` is the single bridge between rata's execution model and vectorbt: the backtest runs it
+with one decision set, a sweep with thousands, stacked side by side as columns
+(combination x instrument) and grouped by combination, so every combination is simulated in one
+vectorised call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from framework.bars import Bars
+from framework.errors import DataError, StrategyError
+from framework.execution import ExecutionModel
+from framework.strategy import Decision, Signals, TargetWeights
+from framework.vbt import ENGINE, vbt
+
+__all__ = ["bar_frequency", "simulate"]
+
+_SIGNAL_NAMES = ("entries", "exits", "short_entries", "short_exits")
+
+
+def bar_frequency(index: pd.DatetimeIndex) -> pd.Timedelta:
+    """Return the typical spacing of `index` (its median step), the bar's nominal duration."""
+    if len(index) < 2:
+        return pd.Timedelta(days=1)
+    steps = np.diff(index.asi8)
+    return pd.Timedelta(int(np.median(steps)), unit="ns")
+
+
+def _stack(frames: Sequence[pd.DataFrame | None], shape: tuple[int, int], dtype: Any) -> np.ndarray:
+    out = np.zeros((shape[0], shape[1] * len(frames)), dtype=dtype) if dtype is bool else None
+    if out is None:
+        out = np.full((shape[0], shape[1] * len(frames)), np.nan)
+    for i, frame in enumerate(frames):
+        if frame is not None:
+            out[:, i * shape[1] : (i + 1) * shape[1]] = frame.to_numpy()
+    return out
+
+
+def _shift_down(values: np.ndarray, fill: Any) -> np.ndarray:
+    shifted = np.empty_like(values)
+    shifted[0] = fill
+    shifted[1:] = values[:-1]
+    return shifted
+
+
+def simulate(
+    decisions: Sequence[Decision],
+    data: Bars,
+    model: ExecutionModel,
+) -> Any:
+    """Simulate every decision set on `data` in one vectorbt run and return the Portfolio.
+
+    Columns are a MultiIndex (combo, symbol), grouped by combo, the position of the decision set
+    in `decisions`.
+    """
+    if not decisions:
+        raise StrategyError("nothing to simulate")
+    if len(data) < 2:
+        raise DataError("at least two bars are needed to backtest")
+    kinds = {type(d) for d in decisions}
+    if len(kinds) > 1:
+        raise StrategyError("cannot mix Signals and TargetWeights in one simulation")
+    n, shape = len(decisions), data.close.shape
+    columns = pd.MultiIndex.from_arrays(
+        [np.repeat(np.arange(n), shape[1]), np.tile(data.symbols, n)], names=["combo", "symbol"]
+    )
+    close = pd.DataFrame(np.tile(data.close.to_numpy(), n), index=data.index, columns=columns)
+    fill_price = data.open if model.fill == "next_open" else data.close
+    price = pd.DataFrame(np.tile(fill_price.to_numpy(), n), index=data.index, columns=columns)
+    steps = np.tile([data.instruments[s].qty_step for s in data.symbols], n)
+    common: dict[str, Any] = {
+        "price": price,
+        "val_price": price,
+        "fees": model.fees,
+        "slippage": model.slippage,
+        "size_granularity": steps,
+        "group_by": "combo",
+        "freq": bar_frequency(data.index),
+        "engine": ENGINE,
+    }
+    shift = model.fill == "next_open"
+    if kinds == {Signals}:
+        signal_sets = [d for d in decisions if isinstance(d, Signals)]
+        allows_short = any(s.allows_short for s in signal_sets)
+        arrays = {}
+        for name in _SIGNAL_NAMES if allows_short else _SIGNAL_NAMES[:2]:
+            stacked = _stack([getattr(s, name) for s in signal_sets], shape, bool)
+            arrays[name] = _shift_down(stacked, False) if shift else stacked
+        return vbt.Portfolio.from_signals(
+            close,
+            **arrays,
+            **model.signal_sizing(allows_short),
+            init_cash=model.cash / shape[1],
+            cash_sharing=False,
+            **common,
+        )
+    weights = _stack([d.weights for d in decisions if isinstance(d, TargetWeights)], shape, float)
+    return vbt.Portfolio.from_orders(
+        close,
+        size=_shift_down(weights, np.nan) if shift else weights,
+        size_type="targetpercent",
+        init_cash=model.cash,
+        cash_sharing=True,
+        call_seq="auto",
+        **common,
+    )

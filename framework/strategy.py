@@ -1,0 +1,232 @@
+"""The strategy contract: one class, backtested in research and run unchanged live.
+
+A strategy declares its parameters with `Param`, its warm-up, and one pure, causal, vectorised
+method, `signals(data)`, computed over a whole `Bars` panel at once. The backtest calls it once
+over the whole history; the live engine calls it at each bar close over a rolling window and acts
+on the last row. Same function, two callers.
+
+>>> from framework import Bars, Param, Signals, Strategy
+>>> class SmaCross(Strategy):
+...     '''Go long when the fast SMA crosses above the slow one.'''
+...     fast = Param(10, bounds=(2, 200))
+...     slow = Param(20, bounds=(5, 400))
+...     warmup = "slow"
+...     def signals(self, data: Bars) -> Signals:
+...         fast = data.close.rolling(self.fast).mean()
+...         slow = data.close.rolling(self.slow).mean()
+...         above = fast > slow
+...         return Signals(entries=above & ~above.shift(fill_value=False),
+...                        exits=~above & above.shift(fill_value=False))
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from framework.bars import Bars
+from framework.errors import StrategyError, UnknownNameError
+from framework.params import Param, ParamValue
+
+__all__ = ["Decision", "Signals", "Strategy", "TargetWeights", "resolve_params"]
+
+
+@dataclass(frozen=True, eq=False)
+class Signals:
+    """Boolean entry/exit frames (rows = bar close times, columns = instruments).
+
+    A signal at bar t is a decision taken at t's close. Short signals may be left out (long only).
+    """
+
+    entries: pd.DataFrame
+    exits: pd.DataFrame
+    short_entries: pd.DataFrame | None = None
+    short_exits: pd.DataFrame | None = None
+
+    @property
+    def allows_short(self) -> bool:
+        """Return whether the strategy emitted short signals."""
+        return self.short_entries is not None or self.short_exits is not None
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """Return the non-empty signal frames by name."""
+        names = ("entries", "exits", "short_entries", "short_exits")
+        return {n: f for n in names if (f := getattr(self, n)) is not None}
+
+
+@dataclass(frozen=True, eq=False)
+class TargetWeights:
+    """Target fraction of the strategy's equity per instrument (negative = short).
+
+    NaN means "no decision at this bar, keep what is held"; a number is a rebalance to that weight.
+    The weights of one row should sum (in absolute value) to at most 1.
+    """
+
+    weights: pd.DataFrame
+
+    @property
+    def allows_short(self) -> bool:
+        """Return whether any weight is negative."""
+        return bool((self.weights < 0).to_numpy().any())
+
+
+Decision = Signals | TargetWeights
+WarmupSpec = int | str | Callable[["Strategy"], int]
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class Strategy:
+    """Base class of every strategy.
+
+    Subclasses declare `Param`s as class attributes, a `warmup` (an int, the name of a parameter,
+    or a callable taking the instance) and implement `signals`. Instances are immutable: change a
+    parameter with `with_params`, which validates and returns a new instance.
+    """
+
+    name: ClassVar[str] = ""
+    params: ClassVar[dict[str, Param]] = {}
+    warmup: ClassVar[WarmupSpec] = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared: dict[str, Param] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                if isinstance(value, Param):
+                    declared[attr] = value
+        cls.params = declared
+        if not cls.__dict__.get("name"):
+            cls.name = _snake(cls.__name__)
+
+    def __init__(self, **values: Any) -> None:
+        unknown = sorted(set(values) - set(self.params))
+        if unknown:
+            raise UnknownNameError(f"parameter of {self.name}", unknown[0], list(self.params))
+        resolved = {n: p.validate(values.get(n, p.default)) for n, p in self.params.items()}
+        object.__setattr__(self, "_values", resolved)
+        for attr, value in resolved.items():
+            object.__setattr__(self, attr, value)
+        self.validate()
+        self.warmup_bars()
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use with_params({attr}=...)")
+
+    def validate(self) -> None:
+        """Check relations between parameters; override and raise `ParameterError` (default: none)."""
+
+    @property
+    def values(self) -> dict[str, ParamValue]:
+        """Return the parameter values of this instance."""
+        values: dict[str, ParamValue] = self.__dict__["_values"]
+        return dict(values)
+
+    def with_params(self, **values: Any) -> Strategy:
+        """Return a new instance with some parameters changed (validated)."""
+        return type(self)(**{**self.values, **values})
+
+    def warmup_bars(self) -> int:
+        """Return the number of bars needed before the first valid signal."""
+        spec = type(self).warmup
+        if callable(spec):
+            bars = spec(self)
+        elif isinstance(spec, str):
+            if spec not in self.params:
+                raise StrategyError(f"{self.name}: warmup names unknown parameter {spec!r}")
+            bars = self.values[spec]
+        else:
+            bars = spec
+        if not isinstance(bars, int | np.integer) or isinstance(bars, bool) or bars < 0:
+            raise StrategyError(f"{self.name}: warmup must be a non-negative int, got {bars!r}")
+        return int(bars)
+
+    def signals(self, data: Bars) -> Decision:
+        """Return the decisions for every bar of `data`, computed causally and vectorised."""
+        raise NotImplementedError
+
+    def decide(self, data: Bars) -> Decision:
+        """Call `signals` and return its result checked, aligned and masked before warm-up.
+
+        This is what both the backtest and the live engine call. Raises `StrategyError` when the
+        strategy raises or returns something malformed.
+        """
+        try:
+            raw = self.signals(data)
+        except Exception as exc:  # noqa: BLE001 - any failure inside user code is a strategy error
+            raise StrategyError(f"{self.name}.signals() raised {type(exc).__name__}: {exc}") from exc
+        return _conform(raw, data, self.warmup_bars(), self.name)
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """Return the class's name, doc and parameter declarations as plain data."""
+        doc = (cls.__doc__ or "").strip()
+        return {
+            "name": cls.name,
+            "class": cls.__qualname__,
+            "summary": doc.splitlines()[0] if doc else "",
+            "doc": doc,
+            "params": [p.describe() for p in cls.params.values()],
+        }
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.values.items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and isinstance(other, Strategy) and self.values == other.values
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted(self.values.items()))))
+
+
+def _conform(raw: Any, data: Bars, warmup: int, name: str) -> Decision:
+    if isinstance(raw, Signals):
+        frames = {n: _bool_frame(f, data, n, name, warmup) for n, f in raw.frames().items()}
+        return Signals(**frames)
+    if isinstance(raw, TargetWeights):
+        weights = _aligned(raw.weights, data, "weights", name).astype("float64")
+        if warmup:
+            weights.iloc[:warmup] = np.nan
+        if np.isinf(weights.to_numpy()).any():
+            raise StrategyError(f"{name}: target weights must be finite")
+        return TargetWeights(weights)
+    raise StrategyError(f"{name}.signals() must return Signals or TargetWeights, got {type(raw).__name__}")
+
+
+def _aligned(frame: Any, data: Bars, field: str, name: str) -> pd.DataFrame:
+    if isinstance(frame, pd.Series) and len(data.symbols) == 1:
+        frame = frame.to_frame(data.symbols[0])
+    if not isinstance(frame, pd.DataFrame):
+        raise StrategyError(f"{name}: {field} must be a DataFrame, got {type(frame).__name__}")
+    if not frame.index.equals(data.index) or [str(c) for c in frame.columns] != data.symbols:
+        raise StrategyError(f"{name}: {field} is not aligned with the bars (same index and columns required)")
+    return frame
+
+
+def _bool_frame(frame: Any, data: Bars, field: str, name: str, warmup: int) -> pd.DataFrame:
+    frame = _aligned(frame, data, field, name)
+    values = frame.to_numpy()
+    if values.dtype != np.bool_:
+        if values.dtype == object or np.issubdtype(values.dtype, np.floating):
+            values = pd.DataFrame(values).fillna(False).to_numpy()
+        values = values.astype(bool)
+    else:
+        values = values.copy()
+    values[:warmup] = False
+    return pd.DataFrame(values, index=data.index, columns=frame.columns)
+
+
+def resolve_params(strategy_cls: type[Strategy], values: Mapping[str, Any]) -> dict[str, ParamValue]:
+    """Return `values` validated against `strategy_cls`'s declarations (unknown names refused)."""
+    unknown = sorted(set(values) - set(strategy_cls.params))
+    if unknown:
+        raise UnknownNameError(f"parameter of {strategy_cls.name}", unknown[0], list(strategy_cls.params))
+    return {n: strategy_cls.params[n].validate(v) for n, v in values.items()}

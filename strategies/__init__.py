@@ -1,0 +1,1 @@
+"""Shipped strategy classes, one module each."""
