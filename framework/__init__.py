@@ -17,9 +17,12 @@ from framework.errors import (
 )
 from framework.execution import ExecutionModel
 from framework.instruments import Instrument
+from framework.lookahead import LookaheadReport, check_lookahead
 from framework.params import Param
 from framework.registry import get_strategy, strategy_classes
 from framework.strategy import Signals, Strategy, TargetWeights
+from framework.sweep import SweepResult, sweep
+from framework.walkforward import WalkForwardResult, walk_forward
 
 __all__ = [
     "BacktestResult",
@@ -30,6 +33,7 @@ __all__ = [
     "Instrument",
     "IntegrityError",
     "LookaheadError",
+    "LookaheadReport",
     "Param",
     "ParameterError",
     "RataError",
@@ -37,13 +41,18 @@ __all__ = [
     "Signals",
     "Strategy",
     "StrategyError",
+    "SweepResult",
     "TargetWeights",
     "TransientError",
     "UnknownNameError",
+    "WalkForwardResult",
     "backtest",
+    "check_lookahead",
     "dataset_names",
     "get_strategy",
     "load_dataset",
     "load_file",
     "strategy_classes",
+    "sweep",
+    "walk_forward",
 ]

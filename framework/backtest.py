@@ -5,18 +5,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import holoviews as hv
 import numpy as np
 import pandas as pd
 
 from framework.bars import Bars
 from framework.execution import ExecutionModel, FillTiming
-from framework.plots import equity_plot, price_plot
 from framework.simulate import simulate
 from framework.stats import portfolio_stats
 from framework.strategy import Decision, Strategy
+
+if TYPE_CHECKING:
+    import holoviews as hv
 
 __all__ = ["BacktestResult", "backtest", "execution_model"]
 
@@ -69,7 +70,7 @@ class BacktestResult:
     def stats(self) -> dict[str, Any]:
         """Return total return, CAGR, Sharpe, Sortino, max drawdown, win rate, profit factor..."""
         row = portfolio_stats(self.portfolio).iloc[0]
-        return {k: _plain(v) for k, v in row.items()}
+        return {str(k): _plain(v) for k, v in row.items()}
 
     @cached_property
     def equity(self) -> pd.Series:
@@ -135,10 +136,14 @@ class BacktestResult:
 
     def plot_equity(self) -> hv.Layout:
         """Return the equity curve with its drawdown below."""
+        from framework.plots import equity_plot
+
         return equity_plot(self.equity, self.drawdown, title=f"{self.strategy!r} equity")
 
     def plot_price(self, symbol: str | None = None) -> hv.Overlay:
         """Return the price of `symbol` (default: the first) with entry and exit markers."""
+        from framework.plots import price_plot
+
         symbol = symbol or self.data.symbols[0]
         return price_plot(self.data.close[symbol], self.trades, title=f"{symbol}: {self.strategy.name} trades")
 
@@ -161,9 +166,7 @@ class BacktestResult:
             },
             **self.stats,
             "trades": _records(closed.drop(columns=["status"])),
-            "open_trades": _records(
-                still_open.drop(columns=["status", "exit_time", "exit_price", "exit_fees"])
-            ),
+            "open_trades": _records(still_open.drop(columns=["status", "exit_time", "exit_price", "exit_fees"])),
         }
 
     def __repr__(self) -> str:
@@ -224,4 +227,4 @@ def _plain(value: Any) -> Any:
 
 
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: _plain(v) for k, v in row.items()} for row in table.to_dict(orient="records")]
+    return [{str(k): _plain(v) for k, v in row.items()} for row in table.to_dict(orient="records")]

@@ -72,10 +72,7 @@ class Bars:
             name: pd.DataFrame({symbol: f[name] for symbol, f in normalised.items()}).sort_index() for name in FIELDS
         }
         index = fields["close"].index
-        if index.tz is None:
-            index = index.tz_localize("UTC")
-        else:
-            index = index.tz_convert("UTC")
+        index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
         for name in FIELDS:
             fields[name].index = index
             fields[name].columns.name = "symbol"
@@ -84,7 +81,9 @@ class Bars:
         return cls(**fields, instruments=by_symbol, timeframe=timeframe)
 
     @classmethod
-    def from_long(cls, table: pd.DataFrame, *, instruments: Iterable[Instrument] = (), timeframe: str | None = None) -> Bars:
+    def from_long(
+        cls, table: pd.DataFrame, *, instruments: Iterable[Instrument] = (), timeframe: str | None = None
+    ) -> Bars:
         """Build a panel from a tidy table with columns time, symbol, open, high, low, close, volume."""
         missing = {"time", "symbol", *FIELDS} - set(table.columns)
         if missing:
@@ -95,7 +94,9 @@ class Bars:
     @property
     def index(self) -> pd.DatetimeIndex:
         """Return the bar close times."""
-        return pd.DatetimeIndex(self.close.index)
+        index = self.close.index
+        assert isinstance(index, pd.DatetimeIndex)
+        return index
 
     @property
     def symbols(self) -> list[str]:
@@ -151,8 +152,7 @@ class Bars:
         offset = pd.tseries.frequencies.to_offset(rule)
         how = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
         fields = {
-            name: getattr(self, name).resample(offset, label="right", closed="right").agg(how[name])
-            for name in FIELDS
+            name: getattr(self, name).resample(offset, label="right", closed="right").agg(how[name]) for name in FIELDS
         }
         keep = fields["close"].notna().any(axis=1)
         fields = {name: frame[keep] for name, frame in fields.items()}
@@ -164,7 +164,8 @@ class Bars:
             return f"Bars(0 bars, {self.symbols})"
         return (
             f"Bars({len(self)} bars x {len(self.symbols)} instruments {self.symbols[:5]}"
-            f"{'...' if len(self.symbols) > 5 else ''}, {self.index[0]} .. {self.index[-1]}, timeframe={self.timeframe})"
+            f"{'...' if len(self.symbols) > 5 else ''}, {self.index[0]} .. {self.index[-1]}, "
+            f"timeframe={self.timeframe})"
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 
@@ -19,10 +19,11 @@ from framework.errors import ParameterError
 __all__ = ["Param", "ParamValue"]
 
 ParamValue = bool | int | float | str
+T = TypeVar("T", bool, int, float, str)
 
 
 @dataclass(frozen=True, slots=True)
-class Param:
+class Param(Generic[T]):
     """One declared strategy parameter.
 
     The type is the type of `default` (bool, int, float or str). Numeric parameters take inclusive
@@ -32,7 +33,7 @@ class Param:
     ...     fast = Param(10, bounds=(2, 200), doc="fast SMA window")
     """
 
-    default: ParamValue
+    default: T
     bounds: tuple[float, float] | None = None
     choices: tuple[ParamValue, ...] | None = None
     doc: str = ""
@@ -53,6 +54,19 @@ class Param:
     def __set_name__(self, owner: type, name: str) -> None:
         object.__setattr__(self, "name", name)
 
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Param[T]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> Param[T] | T:
+        """On the class, return the declaration; on an instance, its value (set by `Strategy.__init__`)."""
+        if obj is None:
+            return self
+        value: T = obj.__dict__["_values"][self.name]
+        return value
+
     @property
     def kind(self) -> type:
         """Return the parameter's type: bool, int, float or str."""
@@ -66,14 +80,15 @@ class Param:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ParameterError(f"parameter {self.name!r} must be finite, got {value}")
             if self.bounds is not None and not self.bounds[0] <= value <= self.bounds[1]:
-                raise ParameterError(
-                    f"parameter {self.name!r} = {value} is out of bounds [{_fmt(self.bounds[0])}, {_fmt(self.bounds[1])}]"
-                )
+                low, high = _fmt(self.bounds[0]), _fmt(self.bounds[1])
+                raise ParameterError(f"parameter {self.name!r} = {value} is out of bounds [{low}, {high}]")
         if self.choices is not None and value not in self.choices:
             raise ParameterError(f"parameter {self.name!r} = {value!r} is not one of {list(self.choices)}")
         return value
 
-    def grid(self, start: float | None = None, stop: float | None = None, step: float | None = None) -> list[ParamValue]:
+    def grid(
+        self, start: float | None = None, stop: float | None = None, step: float | None = None
+    ) -> list[ParamValue]:
         """Return the values from `start` to `stop` inclusive (bounds by default), every `step`."""
         if self.kind is bool:
             return [False, True]

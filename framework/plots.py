@@ -11,19 +11,35 @@ import pandas as pd
 __all__ = ["equity_plot", "heatmap_plot", "price_plot"]
 
 
-def equity_plot(equity: pd.Series, drawdown: pd.Series, title: str = "Equity") -> hv.Layout:
-    """Return the equity curve above its drawdown (as a negative percentage), sharing the time axis."""
+def _backend() -> None:
+    """Load HoloViews' Bokeh backend (options need a loaded backend; notebooks may also call hv.extension)."""
+    if "bokeh" not in hv.Store.renderers:
+        import holoviews.plotting.bokeh  # noqa: F401
+
+
+def equity_plot(
+    equity: pd.Series, drawdown: pd.Series, title: str = "Equity", spans: list[tuple[Any, Any]] | None = None
+) -> hv.Layout:
+    """Return the equity curve above its drawdown (as a negative percentage), sharing the time axis.
+
+    `spans` shades (start, end) time ranges on the equity chart, e.g. walk-forward test windows.
+    """
+    _backend()
     eq = hv.Curve((equity.index, equity.to_numpy()), "time", "equity", label="equity").opts(
         title=title, responsive=True, height=300, color="#1f77b4", tools=["hover"], show_grid=True
     )
     dd = hv.Area((drawdown.index, 100 * drawdown.to_numpy()), "time", "drawdown %", label="drawdown").opts(
         responsive=True, height=150, color="#d62728", alpha=0.5, tools=["hover"], show_grid=True
     )
-    return (eq + dd).cols(1)
+    top: Any = eq
+    for i, (start, end) in enumerate(spans or []):
+        top = top * hv.VSpan(start, end).opts(color="#ff7f0e" if i % 2 else "#1f77b4", alpha=0.08)
+    return (top + dd).cols(1)
 
 
 def price_plot(close: pd.Series, trades: pd.DataFrame, title: str | None = None) -> hv.Overlay:
     """Return the close price with entry (triangles) and exit (crosses) markers of `trades`."""
+    _backend()
     symbol = str(close.name)
     price = hv.Curve((close.index, close.to_numpy()), "time", "price", label=symbol).opts(
         responsive=True, height=350, color="#444444", tools=["hover"], show_grid=True
@@ -54,6 +70,7 @@ def price_plot(close: pd.Series, trades: pd.DataFrame, title: str | None = None)
 
 def heatmap_plot(table: pd.DataFrame, x: str, y: str, metric: str, title: str | None = None) -> hv.HeatMap:
     """Return a heatmap of `metric` over two swept parameters (other parameters: best value kept)."""
+    _backend()
     best = table.groupby([x, y], as_index=False)[metric].max()
     best[metric] = best[metric].replace([np.inf, -np.inf], np.nan)
     return hv.HeatMap(best, kdims=[x, y], vdims=[metric]).opts(

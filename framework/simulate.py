@@ -34,17 +34,26 @@ def bar_frequency(index: pd.DatetimeIndex) -> pd.Timedelta:
 
 
 def _stack(frames: Sequence[pd.DataFrame | None], shape: tuple[int, int], dtype: Any) -> np.ndarray:
-    out = np.zeros((shape[0], shape[1] * len(frames)), dtype=dtype) if dtype is bool else None
-    if out is None:
-        out = np.full((shape[0], shape[1] * len(frames)), np.nan)
+    """Place the frames side by side in one column-major array (vectorbt walks it column by column)."""
+    fill = False if dtype is bool else np.nan
+    out = np.full((shape[0], shape[1] * len(frames)), fill, dtype=dtype, order="F")
     for i, frame in enumerate(frames):
         if frame is not None:
             out[:, i * shape[1] : (i + 1) * shape[1]] = frame.to_numpy()
     return out
 
 
+def _tile(values: np.ndarray, n: int) -> np.ndarray:
+    if values.shape[1] == 1:
+        return values
+    out = np.empty((values.shape[0], values.shape[1] * n), dtype=values.dtype, order="F")
+    for i in range(n):
+        out[:, i * values.shape[1] : (i + 1) * values.shape[1]] = values
+    return out
+
+
 def _shift_down(values: np.ndarray, fill: Any) -> np.ndarray:
-    shifted = np.empty_like(values)
+    shifted = np.empty_like(values, order="F")
     shifted[0] = fill
     shifted[1:] = values[:-1]
     return shifted
@@ -57,8 +66,9 @@ def simulate(
 ) -> Any:
     """Simulate every decision set on `data` in one vectorbt run and return the Portfolio.
 
-    Columns are a MultiIndex (combo, symbol), grouped by combo, the position of the decision set
-    in `decisions`.
+    Columns are a MultiIndex (combo, symbol), grouped by combo (the position of the decision set
+    in `decisions`) when there are several instruments; with one instrument each column is its
+    own combination and no grouping is needed.
     """
     if not decisions:
         raise StrategyError("nothing to simulate")
@@ -71,9 +81,12 @@ def simulate(
     columns = pd.MultiIndex.from_arrays(
         [np.repeat(np.arange(n), shape[1]), np.tile(data.symbols, n)], names=["combo", "symbol"]
     )
-    close = pd.DataFrame(np.tile(data.close.to_numpy(), n), index=data.index, columns=columns)
+    close_values = data.close.to_numpy()
+    wide_close = np.empty((shape[0], shape[1] * n), order="F")
+    wide_close[:] = np.tile(close_values, n) if shape[1] > 1 else close_values
+    close = pd.DataFrame(wide_close, index=data.index, columns=columns, copy=False)
     fill_price = data.open if model.fill == "next_open" else data.close
-    price = pd.DataFrame(np.tile(fill_price.to_numpy(), n), index=data.index, columns=columns)
+    price = _tile(np.asfortranarray(fill_price.to_numpy()), n)
     steps = np.tile([data.instruments[s].qty_step for s in data.symbols], n)
     common: dict[str, Any] = {
         "price": price,
@@ -81,7 +94,7 @@ def simulate(
         "fees": model.fees,
         "slippage": model.slippage,
         "size_granularity": steps,
-        "group_by": "combo",
+        "group_by": "combo" if shape[1] > 1 else None,
         "freq": bar_frequency(data.index),
         "engine": ENGINE,
     }

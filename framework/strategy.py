@@ -136,6 +136,7 @@ class Strategy:
     def warmup_bars(self) -> int:
         """Return the number of bars needed before the first valid signal."""
         spec = type(self).warmup
+        bars: object
         if callable(spec):
             bars = spec(self)
         elif isinstance(spec, str):
@@ -160,7 +161,7 @@ class Strategy:
         """
         try:
             raw = self.signals(data)
-        except Exception as exc:  # noqa: BLE001 - any failure inside user code is a strategy error
+        except Exception as exc:
             raise StrategyError(f"{self.name}.signals() raised {type(exc).__name__}: {exc}") from exc
         return _conform(raw, data, self.warmup_bars(), self.name)
 
@@ -206,7 +207,9 @@ def _aligned(frame: Any, data: Bars, field: str, name: str) -> pd.DataFrame:
         frame = frame.to_frame(data.symbols[0])
     if not isinstance(frame, pd.DataFrame):
         raise StrategyError(f"{name}: {field} must be a DataFrame, got {type(frame).__name__}")
-    if not frame.index.equals(data.index) or [str(c) for c in frame.columns] != data.symbols:
+    same_index = frame.index is data.index or frame.index.equals(data.index)
+    same_columns = frame.columns is data.close.columns or [str(c) for c in frame.columns] == data.symbols
+    if not (same_index and same_columns):
         raise StrategyError(f"{name}: {field} is not aligned with the bars (same index and columns required)")
     return frame
 
@@ -221,7 +224,7 @@ def _bool_frame(frame: Any, data: Bars, field: str, name: str, warmup: int) -> p
     else:
         values = values.copy()
     values[:warmup] = False
-    return pd.DataFrame(values, index=data.index, columns=frame.columns)
+    return pd.DataFrame(values, index=data.index, columns=data.close.columns, copy=False)
 
 
 def resolve_params(strategy_cls: type[Strategy], values: Mapping[str, Any]) -> dict[str, ParamValue]:

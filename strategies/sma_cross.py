@@ -8,6 +8,7 @@ would allow, and two moving averages are the simplest causal filter that rides t
 from __future__ import annotations
 
 from framework import Bars, Param, ParameterError, Signals, Strategy
+from framework.indicators import crossed_above, crossed_below, sma
 
 
 class SmaCross(Strategy):
@@ -15,7 +16,7 @@ class SmaCross(Strategy):
 
     name = "sma_cross"
     fast = Param(10, bounds=(2, 200), doc="fast SMA window, in bars")
-    slow = Param(20, bounds=(3, 400), doc="slow SMA window, in bars")
+    slow = Param(20, bounds=(2, 400), doc="slow SMA window, in bars")
     short = Param(False, doc="go short on a downward cross instead of only exiting")
     warmup = "slow"
 
@@ -24,12 +25,10 @@ class SmaCross(Strategy):
             raise ParameterError(f"fast ({self.fast}) must be smaller than slow ({self.slow})")
 
     def signals(self, data: Bars) -> Signals:
-        fast = data.close.rolling(self.fast).mean()
-        slow = data.close.rolling(self.slow).mean()
-        above = fast > slow
-        below = fast < slow
-        cross_up = above & below.shift(1, fill_value=False)
-        cross_down = below & above.shift(1, fill_value=False)
+        fast = sma(data.close, self.fast)
+        slow = sma(data.close, self.slow)
+        up = crossed_above(fast, slow)
+        down = crossed_below(fast, slow)
         if self.short:
-            return Signals(entries=cross_up, exits=cross_down, short_entries=cross_down, short_exits=cross_up)
-        return Signals(entries=cross_up, exits=cross_down)
+            return Signals(entries=up, exits=down, short_entries=down, short_exits=up)
+        return Signals(entries=up, exits=down)

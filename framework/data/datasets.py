@@ -3,7 +3,8 @@
 - `GOOG`: Google daily, 2004-2013 (the `backtesting` package's test data).
 - `EURUSD`: EUR/USD hourly, 2017-2018 (`backtesting`).
 - `BTCUSD`: Bitcoin monthly, 2012-2024 (`backtesting`).
-- `AAPL`, `IBM`, `MSFT`: daily, 2000-2013 (`bokeh-sampledata`'s public-domain Quandl WIKI prices).
+- `AAPL`, `IBM`, `MSFT`: daily, 2000-2013 (`bokeh-sampledata`'s public-domain Quandl WIKI prices,
+  split- and dividend-adjusted with the source's adjusted close).
 - `STOCKS`: AAPL, GOOG, IBM and MSFT daily on their common dates (a multi-instrument panel).
 
 Every panel is indexed by bar close time in UTC: a daily bar dated D closes at D+1 00:00 UTC.
@@ -38,9 +39,9 @@ def _backtesting_csv(name: str, instrument: Instrument, step: pd.Timedelta, time
 
 @cache
 def _bokeh_stocks() -> pd.DataFrame:
-    with resources.files("bokeh_sampledata").joinpath("_data/stocks.csv.gz").open("rb") as raw:
-        with gzip.open(raw, "rt") as fh:
-            table = pd.read_csv(fh)
+    source = resources.files("bokeh_sampledata").joinpath("_data/stocks.csv.gz")
+    with source.open("rb") as raw, gzip.open(raw, "rt") as fh:
+        table = pd.read_csv(fh)
     table.columns = [str(c).strip().lower().replace(" ", "_") for c in table.columns]
     table["time"] = pd.DatetimeIndex(pd.to_datetime(table["date"])).tz_localize("UTC") + pd.Timedelta(days=1)
     # The source's OHLC are unadjusted (splits show as crashes); scale them by adj_close / close.

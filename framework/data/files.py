@@ -36,6 +36,7 @@ def read_ohlcv(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path.name}: unsupported file type (use .csv or .parquet)")
     frame = frame.rename(columns={c: str(c).strip().lower() for c in frame.columns})
     time_col = next((c for c in _TIME_COLUMNS if c in frame.columns), None)
+    times: pd.Series | pd.Index
     if time_col is None and isinstance(frame.index, pd.DatetimeIndex):
         times = frame.index
     elif time_col is None and len(frame.columns) and str(frame.columns[0]).startswith("unnamed"):
@@ -78,9 +79,8 @@ def load_file(
     instruments.
     """
     frame = read_ohlcv(path)
-    offset = pd.tseries.frequencies.to_offset(timeframe) if timeframe else None
     if label == "open":
-        step = pd.Timedelta(offset) if offset is not None else _typical_step(frame.index)
+        step = pd.Timedelta(str(timeframe)) if timeframe else _typical_step(frame.index)
         frame.index = frame.index + step
     name = symbol or (instrument.symbol if instrument else Path(path).name.split(".")[0].upper())
     instruments = [instrument] if instrument else []

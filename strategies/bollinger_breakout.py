@@ -1,0 +1,48 @@
+"""Bollinger breakout: ride a close that escapes its usual range.
+
+A close above the upper Bollinger band (the `window`-bar mean plus `k` standard deviations) is a
+move larger than the recent noise; volatility expansions of that kind tend to continue (news being
+absorbed over several sessions, trend followers piling in), so the strategy goes long on the break
+and gives the trade room until the close falls back below the middle band (the mean), where the
+move has evidently lost its force.
+
+Rules, per instrument:
+
+- **Long entry** on the bar whose close is above the upper band after a close that was at or below
+  it (the break itself, not every bar spent above the band).
+- **Long exit** when the close is below the middle band.
+- With `short`, the mirror image: **short entry** on a break below the lower band, **short exit**
+  when the close is above the middle band. An opposite break reverses the position.
+
+The bands use the population standard deviation (`ddof=0`), as Bollinger defined them. Everything
+is a trailing rolling window, so the first band is at bar `window - 1` and the warm-up is `window`
+bars: a break needs the band of the previous bar too.
+"""
+
+from __future__ import annotations
+
+from framework import Bars, Param, Signals, Strategy
+from framework.indicators import crossed_above, crossed_below, rolling_std, sma
+
+
+class BollingerBreakout(Strategy):
+    """Go long when the close breaks above the upper Bollinger band; exit below the middle band."""
+
+    name = "bollinger_breakout"
+    window = Param(20, bounds=(5, 200), doc="rolling window of the bands, in bars")
+    k = Param(2.0, bounds=(0.5, 4.0), doc="band half-width in standard deviations")
+    short = Param(False, doc="also go short on a break below the lower band")
+    warmup = "window"
+
+    def signals(self, data: Bars) -> Signals:
+        values = self.values
+        window, k = int(values["window"]), float(values["k"])
+        close = data.close
+        middle = sma(close, window)
+        width = k * rolling_std(close, window)
+        entries = crossed_above(close, middle + width)
+        exits = close < middle
+        if not values["short"]:
+            return Signals(entries=entries, exits=exits)
+        short_entries = crossed_below(close, middle - width)
+        return Signals(entries=entries, exits=exits, short_entries=short_entries, short_exits=close > middle)
