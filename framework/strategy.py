@@ -218,9 +218,8 @@ def _bool_frame(frame: Any, data: Bars, field: str, name: str, warmup: int) -> p
     frame = _aligned(frame, data, field, name)
     values = frame.to_numpy()
     if values.dtype != np.bool_:
-        if values.dtype == object or np.issubdtype(values.dtype, np.floating):
-            values = pd.DataFrame(values).fillna(False).to_numpy()
-        values = values.astype(bool)
+        numeric = pd.DataFrame(values).astype("float64").to_numpy()
+        values = np.where(np.isnan(numeric), False, numeric != 0)
     else:
         values = values.copy()
     values[:warmup] = False
