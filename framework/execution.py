@@ -9,10 +9,12 @@ One set of rules decides when and at what price a decision fills and how large t
   buys pay `price * (1 + slippage)`, sells get `price * (1 - slippage)`).
 - **Fees.** `fees` is a rate of the filled notional, paid in cash on every fill.
 - **Sizing (signals).** The strategy's cash is split equally among its instruments (one sleeve
-  each). An entry invests `fraction` of the sleeve's cash (default: all of it), or a fixed
-  `notional` when given; the quantity is the cash divided by the fill price with slippage and fees,
-  rounded down to the instrument's quantity step (whole shares when the step is 1). An opposite
-  signal when shorting is allowed closes and reverses the position in one order.
+  each). An entry invests `fraction` of the sleeve's cash (default: all of it): the quantity is
+  that cash divided by the fill price with slippage and fees, rounded down to the instrument's
+  quantity step (whole shares when the step is 1). With a fixed `notional`, the quantity is the
+  notional divided by the fill price *before* slippage, rounded down the same way; slippage and
+  fees are then paid on top (vectorbt's `size_type="value"`). An opposite signal when shorting is
+  allowed closes and reverses the position in one order.
 - **Sizing (target weights).** The strategy's equity is shared; at each rebalance the target
   quantity is `weight * equity / fill price` (equity valued at the fill prices), and the order
   is the difference with the current position, rounded down to the quantity step; sells run first.
@@ -77,9 +79,10 @@ class ExecutionModel:
     def buy_quantity(self, cash: float, price: float, qty_step: float) -> float:
         """Return the quantity an all-cash buy gets at `price` (the paper broker's rule).
 
-        Mirrors vectorbt's `buy_nb` for an order larger than the cash: spend `cash` including fees
-        at the slipped price, rounded down to the quantity step.
+        Mirrors vectorbt's Rust `buy` for an order larger than the cash: spend `cash` including
+        fees at the slipped price, rounded down to the quantity step as `floor(qty / step) * step`
+        (not `qty // step`, whose float remainder turns 10.0 // 0.001 into 9999 steps).
         """
         adj_price = price * (1 + self.slippage)
         max_qty = cash / (1 + self.fees) / adj_price
-        return float(max_qty // qty_step * qty_step)
+        return float(math.floor(max_qty / qty_step) * qty_step)

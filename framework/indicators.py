@@ -101,7 +101,8 @@ def ema(x: pd.DataFrame, span: int) -> pd.DataFrame:
 def rsi(x: pd.DataFrame, window: int) -> pd.DataFrame:
     """Return Wilder's relative strength index (0..100) over `window` bars.
 
-    Wilder's smoothing is exponential (alpha = 1 / window), so it too remembers all history.
+    Wilder's smoothing is exponential (alpha = 1 / window), so it too remembers all history. With
+    neither gains nor losses in the window (flat prices) the RSI is 50, not a spurious 100.
     """
 
     def compute() -> pd.DataFrame:
@@ -110,7 +111,8 @@ def rsi(x: pd.DataFrame, window: int) -> pd.DataFrame:
         loss = (-delta.clip(upper=0.0)).ewm(alpha=1 / window, adjust=False, min_periods=window).mean()
         with np.errstate(divide="ignore", invalid="ignore"):
             value = 100 - 100 / (1 + gain / loss)
-        return value.where(loss != 0, 100.0).where(gain.notna())
+        flat = (gain == 0) & (loss == 0)
+        return value.where(loss != 0, 100.0).mask(flat, 50.0).where(gain.notna())
 
     return _memo(x, ("rsi", window), compute)
 

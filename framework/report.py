@@ -187,7 +187,7 @@ def _execute(notebook: Path, output: Path, parameters: dict[str, Any], *, progre
     except PapermillExecutionError as exc:
         traceback = _ANSI.sub("", "\n".join(exc.traceback or []))
         raise ReportError(
-            f"report cell {exc.cell_index} failed with {exc.ename}: {exc.evalue} (executed notebook: {output})",
+            f"report cell In [{exc.exec_count}] failed with {exc.ename}: {exc.evalue} (executed notebook: {output})",
             notebook=output,
             cell_index=exc.cell_index,
             ename=exc.ename,

@@ -29,7 +29,7 @@ def bar_frequency(index: pd.DatetimeIndex) -> pd.Timedelta:
     """Return the typical spacing of `index` (its median step), the bar's nominal duration."""
     if len(index) < 2:
         return pd.Timedelta(days=1)
-    steps = np.diff(index.asi8)
+    steps = np.diff(index.as_unit("ns").asi8)
     return pd.Timedelta(int(np.median(steps)), unit="ns")
 
 

@@ -35,14 +35,12 @@ class BollingerBreakout(Strategy):
     warmup = "window"
 
     def signals(self, data: Bars) -> Signals:
-        values = self.values
-        window, k = int(values["window"]), float(values["k"])
         close = data.close
-        middle = sma(close, window)
-        width = k * rolling_std(close, window)
+        middle = sma(close, self.window)
+        width = self.k * rolling_std(close, self.window)
         entries = crossed_above(close, middle + width)
         exits = close < middle
-        if not values["short"]:
+        if not self.short:
             return Signals(entries=entries, exits=exits)
         short_entries = crossed_below(close, middle - width)
         return Signals(entries=entries, exits=exits, short_entries=short_entries, short_exits=close > middle)

@@ -38,12 +38,14 @@ def bar_duration(data: Bars) -> pd.Timedelta:
     """Return the nominal duration of one bar: the panel's timeframe, else its median spacing."""
     if data.timeframe:
         try:
-            return pd.Timedelta(data.timeframe)
-        except ValueError:
-            pass
+            step = pd.Timedelta(data.timeframe)
+        except ValueError:  # a calendar frequency such as "1M" has no fixed duration
+            step = pd.Timedelta(0)
+        if step > pd.Timedelta(0):
+            return step
     if len(data) < 2:
         return _DAY
-    return pd.Timedelta(int(np.median(np.diff(data.index.asi8))), unit="ns")
+    return pd.Timedelta(int(np.median(np.diff(data.index.as_unit("ns").asi8))), unit="ns")
 
 
 def rebalance_bars(index: pd.DatetimeIndex, every: int, step: pd.Timedelta) -> np.ndarray:
@@ -52,7 +54,7 @@ def rebalance_bars(index: pd.DatetimeIndex, every: int, step: pd.Timedelta) -> n
         days = index.tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[D]")
         slots = np.busday_count(_EPOCH_DAY, days)
     else:
-        slots = index.asi8 // step.value
+        slots = index.as_unit("ns").asi8 // step.as_unit("ns").value
     block = slots // every
     mask = np.zeros(len(index), dtype=bool)
     mask[1:] = block[1:] != block[:-1]
@@ -69,11 +71,9 @@ class MomentumRotation(Strategy):
     warmup = "lookback"
 
     def signals(self, data: Bars) -> TargetWeights:
-        values = self.values
-        lookback, top = int(values["lookback"]), int(values["top"])
-        momentum = pct_return(data.close, lookback)
-        held = min(top, len(data.symbols))
+        momentum = pct_return(data.close, self.lookback)
+        held = min(self.top, len(data.symbols))
         chosen = momentum.rank(axis=1, ascending=False, method="first") <= held
         weights = chosen.astype("float64") / held
-        due = rebalance_bars(data.index, int(values["rebalance"]), bar_duration(data))
+        due = rebalance_bars(data.index, self.rebalance, bar_duration(data))
         return TargetWeights(weights.where(np.broadcast_to(due[:, None], weights.shape)))

@@ -48,18 +48,15 @@ class RsiReversion(Strategy):
     warmup = _rsi_warmup
 
     def validate(self) -> None:
-        lower, upper = self.values["lower"], self.values["upper"]
-        if float(lower) >= float(upper):
-            raise ParameterError(f"lower ({lower}) must be smaller than upper ({upper})")
+        if self.lower >= self.upper:
+            raise ParameterError(f"lower ({self.lower}) must be smaller than upper ({self.upper})")
 
     def signals(self, data: Bars) -> Signals:
-        values = self.values
-        lower, upper = float(values["lower"]), float(values["upper"])
-        strength = rsi(data.close, int(values["window"]))
-        entries = crossed_above(strength, lower) & (strength <= upper)
-        exits = strength > upper
-        if not values["short"]:
+        strength = rsi(data.close, self.window)
+        entries = crossed_above(strength, self.lower) & (strength <= self.upper)
+        exits = strength > self.upper
+        if not self.short:
             return Signals(entries=entries, exits=exits)
-        short_entries = crossed_below(strength, upper) & (strength >= lower)
-        short_exits = strength < lower
+        short_entries = crossed_below(strength, self.upper) & (strength >= self.lower)
+        short_exits = strength < self.lower
         return Signals(entries=entries, exits=exits, short_entries=short_entries, short_exits=short_exits)
