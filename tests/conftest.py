@@ -46,3 +46,6 @@ def random_walk() -> Bars:
     rng = np.random.default_rng(7)
     closes = {s: list(100 * np.exp(np.cumsum(rng.normal(0, 0.02, 300)))) for s in ("AAA", "BBB")}
     return make_bars(closes)
+
+
+pytest_plugins = ["tests.db"]
