@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ import pandas as pd
 
 from framework.bars import Bars
 from framework.execution import ExecutionModel, FillTiming
+from framework.reporting import jsonable
 from framework.simulate import simulate
 from framework.stats import portfolio_stats
 from framework.strategy import Decision, Strategy
@@ -70,7 +70,7 @@ class BacktestResult:
     def stats(self) -> dict[str, Any]:
         """Return total return, CAGR, Sharpe, Sortino, max drawdown, win rate, profit factor..."""
         row = portfolio_stats(self.portfolio).iloc[0]
-        return {str(k): _plain(v) for k, v in row.items()}
+        return {str(k): jsonable(v) for k, v in row.items()}
 
     @cached_property
     def equity(self) -> pd.Series:
@@ -164,7 +164,9 @@ class BacktestResult:
                 "fraction": self.model.fraction,
                 "notional": self.model.notional,
             },
-            **self.stats,
+            **{k: v for k, v in self.stats.items() if k not in ("trades", "open_trades")},
+            "trade_count": self.stats["trades"],
+            "open_trade_count": self.stats["open_trades"],
             "trades": _records(closed.drop(columns=["status"])),
             "open_trades": _records(still_open.drop(columns=["status", "exit_time", "exit_price", "exit_fees"])),
         }
@@ -215,16 +217,5 @@ def backtest(
     return BacktestResult(strategy=strategy, data=data, model=exec_model, decision=decision, portfolio=portfolio)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating | float):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
-
-
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{str(k): _plain(v) for k, v in row.items()} for row in table.to_dict(orient="records")]
+    return [{str(k): jsonable(v) for k, v in row.items()} for row in table.to_dict(orient="records")]

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from framework.bars import Bars
-from framework.errors import LookaheadError
+from framework.errors import DataError, LookaheadError
+from framework.reporting import jsonable
 from framework.strategy import Decision, Signals, Strategy, TargetWeights
 
 __all__ = ["LookaheadProblem", "LookaheadReport", "check_lookahead"]
@@ -108,7 +109,7 @@ def check_lookahead(strategy: Strategy, data: Bars, *, cuts: int = 20, history: 
     n = len(data)
     first = warmup + 2
     if n <= first:
-        raise LookaheadError(f"{strategy!r}: need more than {first} bars to check look-ahead, got {n}")
+        raise DataError(f"{strategy!r}: need more than {first} bars to check look-ahead, got {n}")
     points = sorted({int(c) for c in np.linspace(first, n - 1, num=min(cuts, n - first))})
     full = strategy.decide(data)
     found: dict[tuple[str, str], LookaheadProblem] = {}
@@ -168,12 +169,8 @@ def _differences(
                     time=pd.Timestamp(expected.index[row]),
                     field=name,
                     cut=cut,
-                    full=_plain(want[row, col]),
-                    truncated=_plain(got[row, col]),
+                    full=jsonable(want[row, col]),
+                    truncated=jsonable(got[row, col]),
                 )
             )
     return problems
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value

@@ -89,7 +89,11 @@ class Param(Generic[T]):
     def grid(
         self, start: float | None = None, stop: float | None = None, step: float | None = None
     ) -> list[ParamValue]:
-        """Return the values from `start` to `stop` inclusive (bounds by default), every `step`."""
+        """Return the values from `start` up to `stop` inclusive (bounds by default), every `step`.
+
+        Floats without a step take ten steps; a step that does not divide the range stops at the
+        last value not beyond `stop`.
+        """
         if self.kind is bool:
             return [False, True]
         if self.choices is not None:
@@ -98,11 +102,16 @@ class Param(Generic[T]):
             raise ParameterError(f"parameter {self.name!r} has no bounds; give explicit values")
         low = self.bounds[0] if start is None else start
         high = self.bounds[1] if stop is None else stop
+        if step is not None and not step > 0:
+            raise ParameterError(f"grid step for {self.name!r} must be positive, got {step}")
         if self.kind is int:
             values: Sequence[Any] = range(int(low), int(high) + 1, int(step or 1))
+        elif high == low:
+            values = [float(low)]
         else:
-            n = round((high - low) / (step or (high - low) / 10)) + 1
-            values = [float(v) for v in np.linspace(low, high, n)]
+            increment = step or (high - low) / 10
+            count = int(np.floor((high - low) / increment + 1e-9)) + 1
+            values = [round(float(low + i * increment), 12) for i in range(count)]
         return [self.validate(v) for v in values]
 
     def describe(self) -> dict[str, Any]:

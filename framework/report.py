@@ -104,7 +104,7 @@ def render_backtest_report(
         raise ReportError(f"report template not found: {notebook}")
     _check_kernel()
 
-    explicit: dict[str, ParamValue] = {k: instance.values[k] for k in values}
+    explicit = {k: v for k, v in instance.values.items() if v != strategy_cls.params[k].default}
     run_name = _safe_name(name) if name else _default_name(strategy_cls.name, dataset_key, explicit, model)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -183,6 +183,8 @@ def _execute(notebook: Path, output: Path, parameters: dict[str, Any], *, progre
             progress_bar=progress,
             report_mode=True,
             execution_timeout=timeout,
+            # The kernel listens on loopback TCP only; keep its start-up warnings out of the caller's output.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except PapermillExecutionError as exc:
         traceback = _ANSI.sub("", "\n".join(exc.traceback or []))

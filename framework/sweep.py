@@ -9,8 +9,7 @@ Dask cluster (a local one, or a scheduler address) and give the same table as in
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from framework.bars import Bars
 from framework.errors import ParameterError, UnknownNameError
 from framework.execution import ExecutionModel, FillTiming
 from framework.params import ParamValue
+from framework.reporting import check_metric, jsonable, progress_bar
 from framework.simulate import simulate
 from framework.stats import STAT_COLUMNS, portfolio_stats
 from framework.strategy import Strategy
@@ -33,6 +33,7 @@ __all__ = ["SweepResult", "expand_grid", "sweep"]
 
 Combo = dict[str, ParamValue]
 _CELLS_PER_CHUNK = 12_000_000
+_MAX_CHUNK = 1_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,21 +47,21 @@ class SweepResult:
 
     def best(self, metric: str = "sharpe") -> Combo:
         """Return the parameters of the combination with the highest `metric` (NaN ranks last)."""
-        _check_metric(metric)
+        check_metric(metric)
         if self.table.empty:
             raise ParameterError("no valid combination in the sweep")
         ranked = self.table[metric].replace([np.inf, -np.inf], np.nan)
         row = self.table.iloc[int(np.argmax(ranked.fillna(-np.inf).to_numpy()))]
-        return {p: _plain(row[p]) for p in self.params}
+        return {p: jsonable(row[p]) for p in self.params}
 
     def top(self, n: int = 10, metric: str = "sharpe") -> pd.DataFrame:
         """Return the `n` best combinations by `metric`."""
-        _check_metric(metric)
+        check_metric(metric)
         return self.table.sort_values(metric, ascending=False, na_position="last").head(n)
 
     def heatmap(self, x: str | None = None, y: str | None = None, metric: str = "sharpe") -> hv.HeatMap:
         """Return a heatmap of `metric` over two swept parameters (default: the first two)."""
-        _check_metric(metric)
+        check_metric(metric)
         swept = [p for p in self.params if self.table[p].nunique() > 1] or list(self.params)
         if len(swept) < 2 and (x is None or y is None):
             raise ParameterError("a heatmap needs two swept parameters")
@@ -73,7 +74,7 @@ class SweepResult:
     def to_dict(self, metric: str = "sharpe") -> dict[str, Any]:
         """Return a JSON-ready summary: best parameters and every row."""
         rows = [
-            {k: _plain(v) for k, v in row.items()}
+            {k: jsonable(v) for k, v in row.items()}
             for row in self.table.replace([np.inf, -np.inf], np.nan).to_dict(orient="records")
         ]
         return {
@@ -148,10 +149,10 @@ def sweep(
             skipped.append((combo, str(exc)))
             continue
         combos.append(combo)
-    size = chunk_size or max(1, _CELLS_PER_CHUNK // max(1, len(data) * len(data.symbols)))
+    size = chunk_size or max(1, min(_MAX_CHUNK, _CELLS_PER_CHUNK // max(1, len(data) * len(data.symbols))))
     chunks = [combos[i : i + size] for i in range(0, len(combos), size)]
     tables: list[pd.DataFrame] = []
-    with _progress(progress, len(combos), f"sweep {cls.name}") as advance:
+    with progress_bar(progress, len(combos), f"sweep {cls.name}") as advance:
         if dask:
             tables = _run_on_dask(dask, cls, base, chunks, data, exec_model, advance)
         else:
@@ -213,38 +214,3 @@ def _run_on_dask(
     finally:
         for resource in own:
             resource.close()
-
-
-@contextmanager
-def _progress(enabled: bool, total: int, label: str) -> Iterator[Callable[[int], None]]:
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
-
-    columns = (
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
-def _check_metric(metric: str) -> None:
-    if metric not in STAT_COLUMNS or metric in ("start", "end"):
-        valid = [c for c in STAT_COLUMNS if c not in ("start", "end")]
-        raise UnknownNameError("metric", metric, valid)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value

@@ -23,10 +23,11 @@ from framework.backtest import execution_model
 from framework.bars import Bars
 from framework.errors import ParameterError
 from framework.execution import ExecutionModel, FillTiming
+from framework.reporting import check_metric, jsonable, progress_bar
 from framework.simulate import simulate
 from framework.stats import bars_per_year, portfolio_stats, returns_dispatch
 from framework.strategy import Decision, Signals, Strategy, TargetWeights
-from framework.sweep import _check_metric, _plain, _progress, sweep
+from framework.sweep import sweep
 from framework.vbt import ENGINE
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class WalkForwardResult:
             "strategy": self.strategy.name,
             "metric": self.metric,
             "stats": self.stats,
-            "windows": [{k: _plain(v) for k, v in row.items()} for row in self.windows.to_dict(orient="records")],
+            "windows": [{k: jsonable(v) for k, v in row.items()} for row in self.windows.to_dict(orient="records")],
         }
 
     def __repr__(self) -> str:
@@ -117,7 +118,7 @@ def walk_forward(
     >>> len(wf.windows)
     7
     """
-    _check_metric(metric)
+    check_metric(metric)
     cls = strategy if isinstance(strategy, type) else type(strategy)
     base = {} if isinstance(strategy, type) else strategy.values
     exec_model = execution_model(
@@ -127,7 +128,7 @@ def walk_forward(
     rows: list[dict[str, Any]] = []
     curves: list[pd.Series] = []
     equity_now = exec_model.cash
-    with _progress(progress, len(bounds), f"walk-forward {cls.name}") as advance:
+    with progress_bar(progress, len(bounds), f"walk-forward {cls.name}") as advance:
         for number, (train_start, train_end, test_start, test_end) in enumerate(bounds):
             train_data = data.iloc[train_start:train_end]
             swept = sweep(cls(**base), train_data, grid, model=exec_model, dask=dask)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -28,12 +29,17 @@ def read_ohlcv(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"no such file: {path}")
     suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-    elif suffix in (".csv", ".txt") or path.name.lower().endswith(".csv.gz"):
-        frame = pd.read_csv(path)
-    else:
-        raise DataError(f"{path.name}: unsupported file type (use .csv or .parquet)")
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif suffix in (".csv", ".txt") or path.name.lower().endswith(".csv.gz"):
+            frame = pd.read_csv(path)
+        else:
+            raise DataError(f"{path.name}: unsupported file type (use .csv or .parquet)")
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path.name}: cannot read: {exc}") from exc
     frame = frame.rename(columns={c: str(c).strip().lower() for c in frame.columns})
     time_col = next((c for c in _TIME_COLUMNS if c in frame.columns), None)
     times: pd.Series | pd.Index
@@ -52,10 +58,12 @@ def read_ohlcv(path: str | Path) -> pd.DataFrame:
 
 def _to_utc(times: pd.Series, name: str) -> pd.DatetimeIndex:
     try:
-        if pd.api.types.is_integer_dtype(times):
-            index = pd.DatetimeIndex(pd.to_datetime(times.to_numpy(), unit="ms", utc=True))
-        else:
-            index = pd.DatetimeIndex(pd.to_datetime(times.to_numpy(), utc=True))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            if pd.api.types.is_integer_dtype(times):
+                index = pd.DatetimeIndex(pd.to_datetime(times.to_numpy(), unit="ms", utc=True))
+            else:
+                index = pd.DatetimeIndex(pd.to_datetime(times.to_numpy(), utc=True))
     except (ValueError, TypeError) as exc:
         raise DataError(f"{name}: cannot parse times: {exc}") from exc
     if index.hasnans:
@@ -80,7 +88,7 @@ def load_file(
     """
     frame = read_ohlcv(path)
     if label == "open":
-        step = pd.Timedelta(str(timeframe)) if timeframe else _typical_step(frame.index)
+        step = _timeframe_step(timeframe) if timeframe else _typical_step(frame.index)
         frame.index = frame.index + step
     name = symbol or (instrument.symbol if instrument else Path(path).name.split(".")[0].upper())
     instruments = [instrument] if instrument else []
@@ -95,3 +103,11 @@ def _typical_step(index: pd.Index) -> pd.Timedelta:
     if len(unique) < 2:
         raise DataError("cannot infer the bar duration from fewer than two bars; give timeframe")
     return pd.Timedelta(pd.Series(unique).diff().median())
+
+
+def _timeframe_step(timeframe: str) -> pd.Timedelta:
+    try:
+        offset = pd.tseries.frequencies.to_offset(timeframe)
+        return pd.Timedelta(offset.nanos, unit="ns")
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"invalid timeframe {timeframe!r} (use e.g. 1min, 1h, 1D)") from exc
