@@ -71,8 +71,8 @@ class Bars:
         fields: dict[str, Any] = {
             name: pd.DataFrame({symbol: f[name] for symbol, f in normalised.items()}).sort_index() for name in FIELDS
         }
-        index = fields["close"].index
-        index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+        index = pd.DatetimeIndex(fields["close"].index)
+        index = (index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")).as_unit("ns")
         for name in FIELDS:
             fields[name].index = index
             fields[name].columns.name = "symbol"

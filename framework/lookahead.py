@@ -103,7 +103,8 @@ def check_lookahead(strategy: Strategy, data: Bars, *, cuts: int = 20, history: 
     Cut points are spread evenly over the bars after the warm-up. For each cut at bar c, the
     decisions on `data[:c]` must equal the full run's first c rows (look-ahead), and with
     `history=True` the decision at bar c-1 from the window `data[c-warmup-1:c]` must equal the full
-    run's (history dependence). At most one problem per instrument and kind is kept: the earliest.
+    run's (history dependence). At most one problem per instrument and kind is kept: the earliest;
+    an instrument with look-ahead is not also reported for history dependence.
     """
     warmup = strategy.warmup_bars()
     n = len(data)
@@ -122,7 +123,9 @@ def check_lookahead(strategy: Strategy, data: Bars, *, cuts: int = 20, history: 
             window = strategy.decide(data.iloc[cut - warmup - 1 : cut])
             for problem in _differences(full, window, slice(cut - 1, cut), "history", cut_time, last_only=True):
                 _keep_earliest(found, problem)
-    problems = sorted(found.values(), key=lambda p: (p.time, p.kind != "lookahead", p.instrument))
+    leaky = {p.instrument for p in found.values() if p.kind == "lookahead"}
+    kept = [p for p in found.values() if p.kind == "lookahead" or p.instrument not in leaky]
+    problems = sorted(kept, key=lambda p: (p.time, p.kind != "lookahead", p.instrument))
     return LookaheadReport(strategy=strategy, cuts=[data.index[c - 1] for c in points], problems=problems)
 
 

@@ -73,7 +73,13 @@ def heatmap_plot(table: pd.DataFrame, x: str, y: str, metric: str, title: str | 
     _backend()
     best = table.groupby([x, y], as_index=False)[metric].max()
     best[metric] = best[metric].replace([np.inf, -np.inf], np.nan)
-    return hv.HeatMap(best, kdims=[x, y], vdims=[metric]).opts(
+    # Categorical axes in numeric order: uneven grids get evenly sized cells without gaps.
+    dims = []
+    for name in (x, y):
+        ordered = sorted(best[name].unique())
+        best[name] = best[name].astype(str)
+        dims.append(hv.Dimension(name, values=[str(v) for v in ordered]))
+    return hv.HeatMap(best, kdims=dims, vdims=[metric]).opts(
         title=title or f"{metric} by {x} and {y}",
         cmap="RdYlGn",
         colorbar=True,

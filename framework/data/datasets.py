@@ -13,14 +13,16 @@ Every panel is indexed by bar close time in UTC: a daily bar dated D closes at D
 from __future__ import annotations
 
 import gzip
+import importlib.util
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 
 from framework.bars import Bars
-from framework.errors import UnknownNameError
+from framework.errors import DataError, UnknownNameError
 from framework.instruments import Instrument
 
 __all__ = ["DATASETS", "dataset_names", "describe_datasets", "load_dataset"]
@@ -30,9 +32,19 @@ def _equity(symbol: str) -> Instrument:
     return Instrument(symbol, tick_size=0.01, qty_step=1.0, venue="NASDAQ", asset_class="equity")
 
 
+def _backtesting_data(name: str) -> Path:
+    """Return the path of a CSV shipped in the `backtesting` package, without importing it.
+
+    Importing `backtesting` inside Jupyter prints a warning and loads BokehJS from a CDN.
+    """
+    spec = importlib.util.find_spec("backtesting")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the 'backtesting' package (which ships the GOOG, EURUSD and BTCUSD data) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "test" / f"{name}.csv"
+
+
 def _backtesting_csv(name: str, instrument: Instrument, step: pd.Timedelta, timeframe: str) -> Bars:
-    with resources.files("backtesting.test").joinpath(f"{name}.csv").open() as fh:
-        frame = pd.read_csv(fh, index_col=0, parse_dates=True)
+    frame = pd.read_csv(_backtesting_data(name), index_col=0, parse_dates=True)
     frame.index = pd.DatetimeIndex(frame.index).tz_localize("UTC") + step
     return Bars.from_frames({instrument.symbol: frame}, instruments=[instrument], timeframe=timeframe)
 
