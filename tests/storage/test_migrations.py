@@ -50,5 +50,5 @@ async def test_pending_migrations_apply_in_order_inside_transactions(database, t
 
 def test_badly_named_migration_files_are_refused(tmp_path):
     (tmp_path / "1-init.sql").write_text("")
-    with pytest.raises(RejectedError, match="NNN_lowercase_name.sql"):
+    with pytest.raises(RejectedError, match=r"NNN_lowercase_name\.sql"):
         discover(tmp_path)
