@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from runner import cli_research
+from runner import cli_db, cli_research
 from runner.cli_output import (
     console,
     format_stat,
@@ -69,6 +69,8 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Directory for the .ht
 
 report_app = typer.Typer(cls=UserErrorEdge, help="Render HTML reports with papermill.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
+app.add_typer(cli_db.db_app, name="db")
+app.add_typer(cli_db.data_app, name="data")
 
 
 @app.command("strategies")

@@ -7,7 +7,7 @@ batch written twice (a retry, a replay, a backfill overlapping live data) leaves
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -80,7 +80,9 @@ async def fetch_instruments(
     }
 
 
-def tick_rows(ticks: Iterable[Tick], ids: dict[InstrumentKey, int], received_at: datetime) -> list[tuple[object, ...]]:
+def tick_rows(
+    ticks: Iterable[Tick], ids: Mapping[InstrumentKey, int], received_at: datetime
+) -> list[tuple[object, ...]]:
     """Return COPY rows for `ticks` (every tick's instrument must be in `ids`)."""
     return [
         (ids[(t.venue, t.symbol)], ns_to_datetime(t.time_ns), t.trade_id, t.price, t.size, t.side, received_at)
@@ -110,7 +112,7 @@ async def write_ticks(conn: asyncpg.Connection, rows: Sequence[tuple[object, ...
     return await _stage_and_merge(conn, "ticks", _TICK_COLUMNS, rows, merge)
 
 
-def bar_rows(bars: Iterable[Bar], ids: dict[InstrumentKey, int]) -> list[tuple[object, ...]]:
+def bar_rows(bars: Iterable[Bar], ids: Mapping[InstrumentKey, int]) -> list[tuple[object, ...]]:
     """Return COPY rows for `bars`."""
     return [
         (
