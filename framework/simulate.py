@@ -87,10 +87,14 @@ def simulate(
     close = pd.DataFrame(wide_close, index=data.index, columns=columns, copy=False)
     fill_price = data.open if model.fill == "next_open" else data.close
     price = _tile(np.asfortranarray(fill_price.to_numpy()), n)
-    steps = np.tile([data.instruments[s].qty_step for s in data.symbols], n)
+    unique_steps = {data.instruments[s].qty_step for s in data.symbols}
+    steps: Any = (
+        unique_steps.pop()
+        if len(unique_steps) == 1
+        else np.tile([data.instruments[s].qty_step for s in data.symbols], n)
+    )
     common: dict[str, Any] = {
         "price": price,
-        "val_price": price,
         "fees": model.fees,
         "slippage": model.slippage,
         "size_granularity": steps,
@@ -106,10 +110,13 @@ def simulate(
         for name in _SIGNAL_NAMES if allows_short else _SIGNAL_NAMES[:2]:
             stacked = _stack([getattr(s, name) for s in signal_sets], shape, bool)
             arrays[name] = _shift_down(stacked, False) if shift else stacked
+        sizing = model.signal_sizing(allows_short)
+        if sizing["size_type"] == "value":
+            sizing["val_price"] = price
         return vbt.Portfolio.from_signals(
             close,
             **arrays,
-            **model.signal_sizing(allows_short),
+            **sizing,
             init_cash=model.cash / shape[1],
             cash_sharing=False,
             **common,
@@ -119,6 +126,7 @@ def simulate(
         close,
         size=_shift_down(weights, np.nan) if shift else weights,
         size_type="targetpercent",
+        val_price=price,
         init_cash=model.cash,
         cash_sharing=True,
         call_seq="auto",
