@@ -40,7 +40,9 @@ MALFORMED_KINDS: Final = (
 )
 """The bad ticks `SyntheticFeed(malformed=...)` can inject (see the class docstring)."""
 
-_BLOCK: Final = 8192  # trades drawn per numpy batch; fixed, so the sequence never depends on timing
+_Block = tuple[list[int], list[float], list[float], list[int], list[int], list[bool], list[int]]
+"""A drawn block: instrument index, price, size, side, trade number, is-followed-by-bad, bad kind."""
+_BLOCK: Final = 4096  # trades drawn per numpy batch; fixed, so the sequence never depends on timing
 _CHUNK: Final = 1024  # most trades emitted before yielding to the event loop
 _FUTURE_NS: Final = 86_400 * 1_000_000_000  # how far ahead a "future_time" tick is stamped
 _LONG_WAIT_NS: Final = 20_000_000  # waits longer than this can be cut short by `close()`
@@ -57,6 +59,11 @@ class SyntheticFeed:
     - in simulated time: pass a `SimulatedClock`; the feed advances it to each batch's due time, so
       1,000 trades at `rate=500` end exactly 2 s of simulated time after the start.
 
+    Pacing works in batches: the feed sleeps until `batch_interval` seconds' worth of trades (at
+    least one) are due, then emits them all, so a trade leaves up to about that late
+    (`recv_ns - time_ns`) and the event loop wakes a few hundred times a second, not once a trade.
+    A consumer slower than `rate` gets every trade, late; nothing is dropped.
+
     Reproducibility: the same `seed` (and the same instrument and process settings) gives the same
     sequence of `(symbol, price, size, side, trade_id)` whatever the rate, clock or consumer speed.
     Only `time_ns` (the due time on the clock: the i-th trade, from 0, is due `(i + 1) / rate`
@@ -65,7 +72,7 @@ class SyntheticFeed:
 
     The market: instrument `SYN000`, `SYN001`, ... gets a starting price drawn log-uniformly from
     `price_range`, a tick size and quantity step (powers of ten: at least 10,000 ticks in the starting
-    price, about ten steps in a typical trade), a per-trade volatility drawn log-uniformly from
+    price, at least ten steps in a typical trade), a per-trade volatility drawn log-uniformly from
     `volatility` (a float gives every instrument the same), and an activity weight (some instruments
     trade much more often than others). Each trade moves the instrument's log price by
     `N(-sigma^2/2 - compensation, sigma^2)` plus, with Poisson intensity `jump_rate` per trade, jumps
@@ -123,7 +130,6 @@ class SyntheticFeed:
         self.name = name
         self.venue = venue
         self._clock: Clock = clock if clock is not None else WallClock()
-        self._rate = rate or None
         self._ns_per_trade = Fraction(10**9) / Fraction(rate).limit_denominator(10**6) if rate else None
         self._max_trades = limit
         if duration is not None and self._ns_per_trade is not None:
@@ -159,8 +165,7 @@ class SyntheticFeed:
         self._log_price = np.log(self.start_prices)
         self._trade_ids = np.zeros(n, dtype=np.int64)
 
-        self._block: tuple[list[str], list[float], list[float], list[int], list[str], list[bool], list[int]] | None
-        self._block = None
+        self._block: _Block | None = None
         self._pos = 0
         self._emitted = 0
         self._start_ns: int | None = None
@@ -208,7 +213,7 @@ class SyntheticFeed:
         if self._start_ns is None:
             self._start_ns = clock.now_ns()
         start = self._start_ns
-        venue = self.venue
+        venue, names = self.venue, self._symbols
         per = self._ns_per_trade
         inject = self._malformed > 0
         while not self._closed:
@@ -239,7 +244,8 @@ class SyntheticFeed:
                     now = clock.now_ns()
                     number = self._emitted + 1
                     time_ns = now if per is None else start + number * per.numerator // per.denominator
-                    tick = Tick(venue, symbols[j], time_ns, ids[j], prices[j], sizes[j], sides[j], now)
+                    trade_id = f"{ids[j]:012d}"
+                    tick = Tick(venue, names[symbols[j]], time_ns, trade_id, prices[j], sizes[j], sides[j], now)
                     self._emitted = number
                     self._pos = j + 1
                     self._messages += 1
@@ -247,7 +253,7 @@ class SyntheticFeed:
                     yield tick
                     if inject:
                         self._recent.append(tick)
-                        if bad[j]:
+                        if bad[j] and not self._closed:
                             self._messages += 1
                             yield self._bad_tick(tick, self._kinds[bad_kind[j]], clock.now_ns())
                     if self._closed:
@@ -268,7 +274,7 @@ class SyntheticFeed:
             for task in (sleeper, closer):
                 task.cancel()
 
-    def _draw_block(self) -> tuple[list[str], list[float], list[float], list[int], list[str], list[bool], list[int]]:
+    def _draw_block(self) -> _Block:
         """Draw the next `_BLOCK` trades in one go (vectorised: no per-trade RNG calls)."""
         rng = self._rng
         n = len(self._symbols)
@@ -306,13 +312,12 @@ class SyntheticFeed:
 
         bad = self._bad_rng.random(_BLOCK) < self._malformed
         bad_kind = self._bad_rng.integers(0, len(self._kinds), _BLOCK)
-        symbols = self._symbols
         return (
-            [symbols[i] for i in idx.tolist()],
+            idx.tolist(),
             prices.tolist(),
             sizes.tolist(),
             sides.tolist(),
-            [f"{t:012d}" for t in trade_no.tolist()],
+            trade_no.tolist(),
             bad.tolist(),
             bad_kind.tolist(),
         )
