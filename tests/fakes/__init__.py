@@ -1,0 +1,1 @@
+"""Fakes of external systems for tests: local servers that speak the real wire formats."""
