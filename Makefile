@@ -28,7 +28,7 @@ lint: install
 	$(BIN)/mypy
 
 unit: install
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --basetemp=$(CURDIR)/.pytest-tmp
 
 test: lint unit
 

@@ -17,7 +17,7 @@ import pandas as pd
 from framework.bars import Bars
 from framework.errors import DataError, StrategyError
 from framework.execution import ExecutionModel
-from framework.strategy import Decision, Signals, TargetWeights
+from framework.strategy import Decision, DecisionArrays
 from framework.vbt import ENGINE, vbt
 
 __all__ = ["bar_frequency", "simulate"]
@@ -33,13 +33,13 @@ def bar_frequency(index: pd.DatetimeIndex) -> pd.Timedelta:
     return pd.Timedelta(int(np.median(steps)), unit="ns")
 
 
-def _stack(frames: Sequence[pd.DataFrame | None], shape: tuple[int, int], dtype: Any) -> np.ndarray:
+def _stack(frames: Sequence[np.ndarray | None], shape: tuple[int, int], dtype: Any) -> np.ndarray:
     """Place the frames side by side in one column-major array (vectorbt walks it column by column)."""
     fill = False if dtype is bool else np.nan
     out = np.full((shape[0], shape[1] * len(frames)), fill, dtype=dtype, order="F")
     for i, frame in enumerate(frames):
         if frame is not None:
-            out[:, i * shape[1] : (i + 1) * shape[1]] = frame.to_numpy()
+            out[:, i * shape[1] : (i + 1) * shape[1]] = frame
     return out
 
 
@@ -60,7 +60,7 @@ def _shift_down(values: np.ndarray, fill: Any) -> np.ndarray:
 
 
 def simulate(
-    decisions: Sequence[Decision],
+    decisions: Sequence[Decision | DecisionArrays],
     data: Bars,
     model: ExecutionModel,
 ) -> Any:
@@ -74,7 +74,8 @@ def simulate(
         raise StrategyError("nothing to simulate")
     if len(data) < 2:
         raise DataError("at least two bars are needed to backtest")
-    kinds = {type(d) for d in decisions}
+    checked = [DecisionArrays.of(d) for d in decisions]
+    kinds = {d.kind for d in checked}
     if len(kinds) > 1:
         raise StrategyError("cannot mix Signals and TargetWeights in one simulation")
     n, shape = len(decisions), data.close.shape
@@ -103,12 +104,11 @@ def simulate(
         "engine": ENGINE,
     }
     shift = model.fill == "next_open"
-    if kinds == {Signals}:
-        signal_sets = [d for d in decisions if isinstance(d, Signals)]
-        allows_short = any(s.allows_short for s in signal_sets)
+    if kinds == {"signals"}:
+        allows_short = any(d.allows_short for d in checked)
         arrays = {}
         for name in _SIGNAL_NAMES if allows_short else _SIGNAL_NAMES[:2]:
-            stacked = _stack([getattr(s, name) for s in signal_sets], shape, bool)
+            stacked = _stack([d.arrays.get(name) for d in checked], shape, bool)
             arrays[name] = _shift_down(stacked, False) if shift else stacked
         sizing = model.signal_sizing(allows_short)
         if sizing["size_type"] == "value":
@@ -121,7 +121,7 @@ def simulate(
             cash_sharing=False,
             **common,
         )
-    weights = _stack([d.weights for d in decisions if isinstance(d, TargetWeights)], shape, float)
+    weights = _stack([d.arrays["weights"] for d in checked], shape, float)
     return vbt.Portfolio.from_orders(
         close,
         size=_shift_down(weights, np.nan) if shift else weights,

@@ -113,7 +113,9 @@ def equity_arrays(pf: Any, assets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cash = pf_dispatch.cash_grouped(shape, cash_flow, group_lens, init, engine=ENGINE)
     else:
         cash = pf_dispatch.cash(cash_flow, init, engine=ENGINE)
-    close = np.asarray(pf.get_filled_close() if pf.fillna_close else pf.close, dtype=float)
+    close = np.asarray(pf.close, dtype=float)
+    if pf.fillna_close and np.isnan(close).any():
+        close = np.asarray(pf.get_filled_close(), dtype=float)
     close = np.where(assets == 0, 0.0, close)
     asset_value = pf_dispatch.asset_value(close, assets, engine=ENGINE)
     if grouped:

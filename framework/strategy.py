@@ -33,7 +33,7 @@ from framework.bars import Bars
 from framework.errors import StrategyError, UnknownNameError
 from framework.params import Param, ParamValue
 
-__all__ = ["Decision", "Signals", "Strategy", "TargetWeights", "resolve_params"]
+__all__ = ["Decision", "DecisionArrays", "Signals", "Strategy", "TargetWeights", "resolve_params"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,6 +76,36 @@ class TargetWeights:
 
 
 Decision = Signals | TargetWeights
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionArrays:
+    """A checked decision as plain arrays (rows x instruments): what simulations consume.
+
+    `kind` is "signals" (boolean arrays named like `Signals`' fields) or "weights" (one float
+    array). `Strategy.decide` wraps the same arrays into DataFrames; sweeps skip that wrapping.
+    """
+
+    kind: str
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def allows_short(self) -> bool:
+        """Return whether short positions can occur."""
+        if self.kind == "signals":
+            return "short_entries" in self.arrays or "short_exits" in self.arrays
+        return bool((self.arrays["weights"] < 0).any())
+
+    @classmethod
+    def of(cls, decision: Decision | DecisionArrays) -> DecisionArrays:
+        """Return `decision` as arrays."""
+        if isinstance(decision, DecisionArrays):
+            return decision
+        if isinstance(decision, Signals):
+            return cls("signals", {n: f.to_numpy() for n, f in decision.frames().items()})
+        return cls("weights", {"weights": decision.weights.to_numpy()})
+
+
 WarmupSpec = int | str | Callable[["Strategy"], int]
 
 
@@ -159,6 +189,13 @@ class Strategy:
         This is what both the backtest and the live engine call. Raises `StrategyError` when the
         strategy raises or returns something malformed.
         """
+        checked = self.decide_arrays(data)
+        index, columns = data.index, data.close.columns
+        frames = {n: pd.DataFrame(a, index=index, columns=columns, copy=False) for n, a in checked.arrays.items()}
+        return Signals(**frames) if checked.kind == "signals" else TargetWeights(frames["weights"])
+
+    def decide_arrays(self, data: Bars) -> DecisionArrays:
+        """Like `decide`, returning the checked decision as arrays (the fast path of sweeps)."""
         try:
             raw = self.signals(data)
         except Exception as exc:
@@ -188,17 +225,15 @@ class Strategy:
         return hash((type(self), tuple(sorted(self.values.items()))))
 
 
-def _conform(raw: Any, data: Bars, warmup: int, name: str) -> Decision:
+def _conform(raw: Any, data: Bars, warmup: int, name: str) -> DecisionArrays:
     if isinstance(raw, Signals):
-        frames = {n: _bool_frame(f, data, n, name, warmup) for n, f in raw.frames().items()}
-        return Signals(**frames)
+        return DecisionArrays("signals", {n: _bool_array(f, data, n, name, warmup) for n, f in raw.frames().items()})
     if isinstance(raw, TargetWeights):
-        weights = _aligned(raw.weights, data, "weights", name).astype("float64")
-        if warmup:
-            weights.iloc[:warmup] = np.nan
-        if np.isinf(weights.to_numpy()).any():
+        weights = _aligned(raw.weights, data, "weights", name).to_numpy(dtype="float64", copy=True)
+        weights[:warmup] = np.nan
+        if np.isinf(weights).any():
             raise StrategyError(f"{name}: target weights must be finite")
-        return TargetWeights(weights)
+        return DecisionArrays("weights", {"weights": weights})
     raise StrategyError(f"{name}.signals() must return Signals or TargetWeights, got {type(raw).__name__}")
 
 
@@ -208,13 +243,17 @@ def _aligned(frame: Any, data: Bars, field: str, name: str) -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
         raise StrategyError(f"{name}: {field} must be a DataFrame, got {type(frame).__name__}")
     same_index = frame.index is data.index or frame.index.equals(data.index)
-    same_columns = frame.columns is data.close.columns or [str(c) for c in frame.columns] == data.symbols
+    same_columns = (
+        frame.columns is data.close.columns
+        or frame.columns.equals(data.close.columns)
+        or [str(c) for c in frame.columns] == data.symbols
+    )
     if not (same_index and same_columns):
         raise StrategyError(f"{name}: {field} is not aligned with the bars (same index and columns required)")
     return frame
 
 
-def _bool_frame(frame: Any, data: Bars, field: str, name: str, warmup: int) -> pd.DataFrame:
+def _bool_array(frame: Any, data: Bars, field: str, name: str, warmup: int) -> np.ndarray:
     frame = _aligned(frame, data, field, name)
     values = frame.to_numpy()
     if values.dtype != np.bool_:
@@ -223,7 +262,7 @@ def _bool_frame(frame: Any, data: Bars, field: str, name: str, warmup: int) -> p
     else:
         values = values.copy()
     values[:warmup] = False
-    return pd.DataFrame(values, index=data.index, columns=data.close.columns, copy=False)
+    return values
 
 
 def resolve_params(strategy_cls: type[Strategy], values: Mapping[str, Any]) -> dict[str, ParamValue]:

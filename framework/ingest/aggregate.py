@@ -12,6 +12,7 @@ of timeframes, and every longer bar is exactly the aggregate of its shorter bars
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import pairwise
 from typing import Final
 
 from framework.errors import ParameterError
@@ -82,7 +83,7 @@ class BarAggregator:
         lengths = sorted({(timeframe_ns(tf), tf) for tf in timeframes})
         if not lengths:
             raise ParameterError("BarAggregator needs at least one timeframe")
-        for (short, short_tf), (long, long_tf) in zip(lengths, lengths[1:], strict=False):
+        for (short, short_tf), (long, long_tf) in pairwise(lengths):
             if long % short:
                 raise ParameterError(f"timeframe {long_tf} is not a whole multiple of {short_tf}")
         self.timeframes = tuple(tf for _, tf in lengths)

@@ -1,0 +1,261 @@
+"""Run ingestion: a feed's events, validated, aggregated into bars and written to PostgreSQL.
+
+    feed -> Normaliser -> BarAggregator -> BatchWriter (-> Spool while the database is away)
+
+Everything runs on the event loop of the caller: the feed is consumed by `run`, the writer has
+its own task, and a timer closes the bars of instruments that went quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+
+from framework.clock import Clock, WallClock
+from framework.events import Tick
+from framework.feeds.base import Feed
+from framework.ingest.aggregate import DEFAULT_TIMEFRAMES, BarAggregator
+from framework.ingest.latency import LatencySummary
+from framework.ingest.link import DATABASE_DOWN, PoolFactory
+from framework.ingest.normalise import Normaliser
+from framework.ingest.spool import Spool
+from framework.ingest.writer import BatchWriter
+from framework.instruments import Instrument
+from framework.storage.marketdata import upsert_instruments
+
+__all__ = ["IngestPipeline", "IngestStats"]
+
+log = logging.getLogger(__name__)
+
+_SECOND = 1_000_000_000
+_YIELD_EVERY = 512
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestStats:
+    """Counters of one pipeline: events in, accepted, rejected by reason, rows out, spool, latency."""
+
+    received: int
+    accepted: int
+    rejected: dict[str, int]
+    late_ticks: int
+    bars_emitted: int
+    ticks_written: int
+    ticks_duplicate: int
+    bars_written: int
+    spooled_batches: int
+    spooled_ticks: int
+    spool_pending: int
+    outages: int
+    db_online: bool
+    queue_depth: int
+    tick_latency: LatencySummary
+    batch_latency: LatencySummary
+
+
+class IngestPipeline:
+    """Ingest one feed into PostgreSQL until the feed ends or `stop` is called.
+
+    `database` is an open asyncpg pool, or a factory making one (the pipeline then owns the pool
+    and can replace it after an outage). `instruments` default to the feed's; they are upserted
+    first to get their ids (retrying while the database is unreachable). Bars of `timeframes` are
+    built from the accepted ticks; bars a feed sends itself are validated and stored as they are.
+
+    Quiet instruments: every `bar_timer_ms` (of wall time) the bars whose period ended more than
+    `bar_close_delay_ns` before `clock.now_ns()` are closed, so a tick that arrives a little late
+    still finds its bar open. When the feed ends on its own (a replay) every open bar is closed;
+    after `stop` only the bars whose period is over are, since the others are incomplete.
+
+    While the database is unreachable, batches go to `spool` (a `Spool` or its directory) and are
+    written, oldest first, when it is back: ingestion never stops for the database.
+    """
+
+    def __init__(
+        self,
+        feed: Feed,
+        database: asyncpg.Pool | PoolFactory,
+        instruments: Iterable[Instrument] | None = None,
+        clock: Clock | None = None,
+        timeframes: Iterable[str] = DEFAULT_TIMEFRAMES,
+        *,
+        spool: Spool | Path | str = Path(".rata/spool"),
+        batch_size: int = 5000,
+        flush_ms: float = 5.0,
+        queue_size: int = 100_000,
+        max_in_flight: int = 2,
+        max_future_ns: int = 5 * _SECOND,
+        reorder_tolerance_ns: int = 2 * _SECOND,
+        bar_close_delay_ns: int = 2 * _SECOND,
+        bar_timer_ms: float = 100.0,
+        backoff_s: tuple[float, float] = (0.05, 2.0),
+    ) -> None:
+        self._feed = feed
+        if isinstance(database, asyncpg.Pool):
+            self._pool: asyncpg.Pool | None = database
+            self._connect: PoolFactory | None = None
+        else:
+            self._pool, self._connect = None, database
+        self._instruments = list(feed.instruments if instruments is None else instruments)
+        self._clock = clock or WallClock()
+        self._normaliser = Normaliser(
+            {(i.venue, i.symbol) for i in self._instruments},
+            self._clock,
+            max_future_ns=max_future_ns,
+            reorder_tolerance_ns=reorder_tolerance_ns,
+        )
+        self._aggregator = BarAggregator(timeframes)
+        self._spool = spool if isinstance(spool, Spool) else Spool(spool)
+        self._batch_size = batch_size
+        self._flush_ms = flush_ms
+        self._queue_size = queue_size
+        self._max_in_flight = max_in_flight
+        self._backoff_s = backoff_s
+        self._close_delay_ns = bar_close_delay_ns
+        self._bar_timer_s = bar_timer_ms / 1000.0
+        self._writer: BatchWriter | None = None
+        self._stopping = False
+        self._feed_closed = False
+
+    @property
+    def normaliser(self) -> Normaliser:
+        """Return the validation stage (its `rejected` counter in particular)."""
+        return self._normaliser
+
+    @property
+    def aggregator(self) -> BarAggregator:
+        """Return the bar aggregation stage."""
+        return self._aggregator
+
+    async def run(self) -> None:
+        """Connect the feed and ingest until it ends or `stop` is called; write or spool everything."""
+        await self._feed.connect()
+        writer: BatchWriter | None = None
+        try:
+            pool = await self._retry("open the database pool", self._open_pool)
+            ids = await self._retry("register the instruments", lambda: upsert_instruments(pool, self._instruments))
+            writer = self._writer = BatchWriter(
+                pool,
+                ids,
+                self._spool,
+                connect=self._connect,
+                clock=self._clock,
+                backoff_s=self._backoff_s,
+                batch_size=self._batch_size,
+                flush_ms=self._flush_ms,
+                queue_size=self._queue_size,
+                max_in_flight=self._max_in_flight,
+            )
+            await writer.start()
+            timer = asyncio.create_task(self._bar_timer(writer), name="rata-bar-timer")
+            try:
+                ended = await self._consume(writer)
+            finally:
+                await _cancel(timer)
+            if ended:
+                closing = self._aggregator.flush_all()
+            else:
+                closing = self._aggregator.flush(self._clock.now_ns() - self._close_delay_ns)
+            for bar in closing:
+                await writer.put(bar)
+        finally:
+            try:
+                if writer is not None:
+                    await writer.close()
+            finally:
+                if not self._feed_closed:
+                    self._feed_closed = True
+                    await self._feed.close()
+
+    async def stop(self) -> None:
+        """Close the feed; `run` writes what it has and returns."""
+        self._stopping = True
+        if not self._feed_closed:
+            self._feed_closed = True
+            await self._feed.close()
+
+    def stats(self) -> IngestStats:
+        """Return the pipeline's counters (cheap; safe to call while it runs)."""
+        normaliser, aggregator = self._normaliser, self._aggregator
+        empty = LatencySummary(0, None, None, None, None, None)
+        w = self._writer.stats() if self._writer is not None else None
+        return IngestStats(
+            received=normaliser.received,
+            accepted=normaliser.accepted,
+            rejected=dict(normaliser.rejected),
+            late_ticks=aggregator.late_ticks,
+            bars_emitted=aggregator.bars_emitted,
+            ticks_written=w.ticks_written if w else 0,
+            ticks_duplicate=w.ticks_duplicate if w else 0,
+            bars_written=w.bars_written if w else 0,
+            spooled_batches=w.spooled_batches if w else 0,
+            spooled_ticks=w.spooled_ticks if w else 0,
+            spool_pending=w.spool_pending if w else self._spool.pending(),
+            outages=w.outages if w else 0,
+            db_online=w.online if w else False,
+            queue_depth=w.queue_depth if w else 0,
+            tick_latency=w.tick_latency if w else empty,
+            batch_latency=w.batch_latency if w else empty,
+        )
+
+    async def _consume(self, writer: BatchWriter) -> bool:
+        check = self._normaliser.check
+        on_tick = self._aggregator.on_tick
+        offer = writer.offer
+        seen = 0
+        async for event in self._feed.events():
+            accepted = check(event)
+            if accepted is not None:
+                if not offer(accepted):
+                    await writer.put(accepted)
+                if isinstance(accepted, Tick):
+                    for bar in on_tick(accepted):
+                        if not offer(bar):
+                            await writer.put(bar)
+            if self._stopping:
+                return False
+            seen += 1
+            if seen % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        return not self._stopping
+
+    async def _bar_timer(self, writer: BatchWriter) -> None:
+        while True:
+            await asyncio.sleep(self._bar_timer_s)
+            for bar in self._aggregator.flush(self._clock.now_ns() - self._close_delay_ns):
+                await writer.put(bar)
+
+    async def _open_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            assert self._connect is not None
+            self._pool = await self._connect()
+        return self._pool
+
+    async def _retry(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        delay, longest = self._backoff_s
+        while True:
+            try:
+                return await attempt()
+            except DATABASE_DOWN as exc:
+                if self._stopping:
+                    raise
+                log.warning("cannot %s yet (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, longest)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait for it, without swallowing a cancellation of the caller."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
