@@ -3,7 +3,8 @@
 from framework.ingest.aggregate import DEFAULT_TIMEFRAMES, BarAggregator
 from framework.ingest.latency import LatencyHistogram, LatencySummary
 from framework.ingest.link import DATABASE_DOWN, DatabaseLink, PoolFactory
-from framework.ingest.normalise import REASONS, Normaliser, event_from_mapping
+from framework.ingest.messages import REASONS, InvalidEvent, event_from_mapping
+from framework.ingest.normalise import Normaliser
 from framework.ingest.pipeline import IngestPipeline, IngestStats
 from framework.ingest.spool import Spool, SpooledBatch, SpoolFullError
 from framework.ingest.writer import BatchWriter, WriterStats
@@ -17,6 +18,7 @@ __all__ = [
     "DatabaseLink",
     "IngestPipeline",
     "IngestStats",
+    "InvalidEvent",
     "LatencyHistogram",
     "LatencySummary",
     "Normaliser",

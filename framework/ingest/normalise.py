@@ -1,9 +1,9 @@
 """Validate market events before anything downstream sees them: drop bad ones, count them by reason.
 
-A feed hands over `Tick` and `Bar` objects, or plain dict messages with the same field names. The
-normaliser never raises on what it is given: a bad event is counted under one reason in
-`Normaliser.rejected`, logged (rate-limited) with its raw form truncated, and dropped, so it can
-neither crash the pipeline nor reach the database.
+A feed hands over `Tick` and `Bar` objects, or plain dict messages with the same field names (see
+`event_from_mapping`). The normaliser never raises on what it is given: a bad event is counted
+under one reason in `Normaliser.rejected`, logged (rate-limited) with its raw form truncated, and
+dropped, so it can neither crash the pipeline nor reach the database.
 """
 
 from __future__ import annotations
@@ -15,55 +15,30 @@ import reprlib
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final
 
 from framework.clock import Clock
 from framework.events import Bar, MarketEvent, Tick
+from framework.ingest.messages import (
+    DUPLICATE,
+    FUTURE_TIMESTAMP,
+    INVALID_VALUE,
+    MISSING_FIELD,
+    NON_FINITE,
+    NON_POSITIVE,
+    OUT_OF_ORDER,
+    UNKNOWN_INSTRUMENT,
+    WRONG_TYPE,
+    InvalidEvent,
+    event_from_mapping,
+)
 from framework.timeframes import TIMEFRAMES
 
-__all__ = [
-    "DUPLICATE",
-    "FUTURE_TIMESTAMP",
-    "INVALID_VALUE",
-    "MISSING_FIELD",
-    "NON_FINITE",
-    "NON_POSITIVE",
-    "OUT_OF_ORDER",
-    "REASONS",
-    "UNKNOWN_INSTRUMENT",
-    "WRONG_TYPE",
-    "Normaliser",
-    "event_from_mapping",
-]
+__all__ = ["Normaliser"]
 
 log = logging.getLogger(__name__)
 
-MISSING_FIELD: Final = "missing_field"
-WRONG_TYPE: Final = "wrong_type"
-NON_FINITE: Final = "non_finite"
-NON_POSITIVE: Final = "non_positive"
-INVALID_VALUE: Final = "invalid_value"
-UNKNOWN_INSTRUMENT: Final = "unknown_instrument"
-FUTURE_TIMESTAMP: Final = "future_timestamp"
-DUPLICATE: Final = "duplicate"
-OUT_OF_ORDER: Final = "out_of_order"
-REASONS: Final = (
-    MISSING_FIELD,
-    WRONG_TYPE,
-    NON_FINITE,
-    NON_POSITIVE,
-    INVALID_VALUE,
-    UNKNOWN_INSTRUMENT,
-    FUTURE_TIMESTAMP,
-    DUPLICATE,
-    OUT_OF_ORDER,
-)
-
 _SECOND = 1_000_000_000
 _RAW_LIMIT = 200
-_TICK_FIELDS = ("venue", "symbol", "time_ns", "trade_id", "price", "size")
-_BAR_FIELDS = ("venue", "symbol", "timeframe", "open_ns", "open", "high", "low", "close", "volume", "vwap", "trades")
-_SIDES = {"buy": 1, "sell": -1, "b": 1, "s": -1, "": 0}
 
 _repr = reprlib.Repr()
 _repr.maxlevel = 3
@@ -73,98 +48,9 @@ _repr.maxstring = 120
 _repr.maxother = _RAW_LIMIT
 
 
-class _Rejected(Exception):
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
 def _raw(event: object) -> str:
     text = _repr.repr(event)
     return text if len(text) <= _RAW_LIMIT else text[: _RAW_LIMIT - 3] + "..."
-
-
-def _number(value: object) -> float:
-    if isinstance(value, float):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            raise _Rejected(WRONG_TYPE) from None
-    raise _Rejected(WRONG_TYPE)
-
-
-def _integer(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return int(value)
-    raise _Rejected(WRONG_TYPE)
-
-
-def _text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise _Rejected(WRONG_TYPE)
-
-
-def _side(value: object) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, str):
-        side = _SIDES.get(value.lower())
-        if side is None:
-            raise _Rejected(INVALID_VALUE)
-        return side
-    return _integer(value)
-
-
-def event_from_mapping(message: Mapping[str, object]) -> MarketEvent:
-    """Build a `Tick` (or a `Bar` when the message has a `timeframe`) from a dict message.
-
-    Field names are those of the event classes. Numbers may come as strings (venues send prices
-    as decimal strings), trade ids as integers, and a tick's side as 1/-1/0 or "buy"/"sell".
-    Raise `ValueError` (with the rejection reason as message) when a field is missing or cannot
-    be converted; the values themselves are checked by `Normaliser.check`.
-    """
-    try:
-        return _from_mapping(message)
-    except _Rejected as exc:
-        raise ValueError(exc.reason) from None
-
-
-def _from_mapping(m: Mapping[str, object]) -> MarketEvent:
-    is_bar = "timeframe" in m
-    for name in _BAR_FIELDS if is_bar else _TICK_FIELDS:
-        if m.get(name) is None:
-            raise _Rejected(MISSING_FIELD)
-    if is_bar:
-        return Bar(
-            venue=_text(m["venue"]),
-            symbol=_text(m["symbol"]),
-            timeframe=_text(m["timeframe"]),
-            open_ns=_integer(m["open_ns"]),
-            open=_number(m["open"]),
-            high=_number(m["high"]),
-            low=_number(m["low"]),
-            close=_number(m["close"]),
-            volume=_number(m["volume"]),
-            vwap=_number(m["vwap"]),
-            trades=_integer(m["trades"]),
-        )
-    return Tick(
-        venue=_text(m["venue"]),
-        symbol=_text(m["symbol"]),
-        time_ns=_integer(m["time_ns"]),
-        trade_id=_text(m["trade_id"]),
-        price=_number(m["price"]),
-        size=_number(m["size"]),
-        side=_side(m.get("side")),
-        recv_ns=_integer(m.get("recv_ns") or 0),
-        sent_ns=_integer(m.get("sent_ns") or 0),
-    )
 
 
 class _LogWindow:
@@ -241,11 +127,11 @@ class Normaliser:
             elif isinstance(event, Bar):
                 accepted = self._check_bar(event)
             elif isinstance(event, Mapping):
-                converted = _from_mapping(event)
+                converted = event_from_mapping(event)
                 accepted = self._check_tick(converted) if isinstance(converted, Tick) else self._check_bar(converted)
             else:
-                raise _Rejected(WRONG_TYPE)
-        except _Rejected as exc:
+                raise InvalidEvent(WRONG_TYPE)
+        except InvalidEvent as exc:
             self._reject(exc.reason, event)
             return None
         self.accepted += 1
@@ -253,21 +139,21 @@ class Normaliser:
 
     def _check_instrument(self, venue: object, symbol: object) -> tuple[str, str]:
         if type(venue) is not str or type(symbol) is not str:
-            raise _Rejected(WRONG_TYPE)
+            raise InvalidEvent(WRONG_TYPE)
         if not venue or not symbol:
-            raise _Rejected(MISSING_FIELD)
+            raise InvalidEvent(MISSING_FIELD)
         key = (venue, symbol)
         if key not in self._known:
-            raise _Rejected(UNKNOWN_INSTRUMENT)
+            raise InvalidEvent(UNKNOWN_INSTRUMENT)
         return key
 
     def _check_time(self, time_ns: object) -> int:
         if type(time_ns) is not int:
-            raise _Rejected(WRONG_TYPE)
+            raise InvalidEvent(WRONG_TYPE)
         if time_ns <= 0:
-            raise _Rejected(NON_POSITIVE)
+            raise InvalidEvent(NON_POSITIVE)
         if time_ns > self._clock.now_ns() + self._max_future_ns:
-            raise _Rejected(FUTURE_TIMESTAMP)
+            raise InvalidEvent(FUTURE_TIMESTAMP)
         return time_ns
 
     def _check_tick(self, tick: Tick) -> Tick:
@@ -276,26 +162,26 @@ class Normaliser:
             price, size = _value(price), _value(size)
             tick = dataclasses.replace(tick, price=price, size=size)
         if not (math.isfinite(price) and math.isfinite(size)):
-            raise _Rejected(NON_FINITE)
+            raise InvalidEvent(NON_FINITE)
         if price <= 0.0 or size <= 0.0:
-            raise _Rejected(NON_POSITIVE)
+            raise InvalidEvent(NON_POSITIVE)
         if type(trade_id) is not str:
-            raise _Rejected(WRONG_TYPE)
+            raise InvalidEvent(WRONG_TYPE)
         if not trade_id:
-            raise _Rejected(MISSING_FIELD)
+            raise InvalidEvent(MISSING_FIELD)
         if type(tick.side) is not int or tick.side not in (1, 0, -1):
-            raise _Rejected(INVALID_VALUE)
+            raise InvalidEvent(INVALID_VALUE)
         if type(tick.recv_ns) is not int or type(tick.sent_ns) is not int:
-            raise _Rejected(WRONG_TYPE)
+            raise InvalidEvent(WRONG_TYPE)
         key = self._check_instrument(tick.venue, tick.symbol)
         time_ns = self._check_time(tick.time_ns)
         recent = self._recent.get(key)
         if recent is None:
             recent = self._recent[key] = _Recent()
         if trade_id in recent.ids:
-            raise _Rejected(DUPLICATE)
+            raise InvalidEvent(DUPLICATE)
         if time_ns < recent.last_ns - self._tolerance_ns:
-            raise _Rejected(OUT_OF_ORDER)
+            raise InvalidEvent(OUT_OF_ORDER)
         recent.ids.add(trade_id)
         order = recent.order
         order.append((time_ns, trade_id))
@@ -320,15 +206,15 @@ class Normaliser:
             )
             prices = (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.vwap)
         if not all(math.isfinite(p) for p in prices):
-            raise _Rejected(NON_FINITE)
+            raise InvalidEvent(NON_FINITE)
         if min(bar.open, bar.high, bar.low, bar.close, bar.vwap) <= 0.0 or bar.volume < 0.0:
-            raise _Rejected(NON_POSITIVE)
+            raise InvalidEvent(NON_POSITIVE)
         if type(bar.trades) is not int or type(bar.timeframe) is not str:
-            raise _Rejected(WRONG_TYPE)
+            raise InvalidEvent(WRONG_TYPE)
         if bar.trades < 0 or bar.timeframe not in TIMEFRAMES:
-            raise _Rejected(INVALID_VALUE)
+            raise InvalidEvent(INVALID_VALUE)
         if not bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high:
-            raise _Rejected(INVALID_VALUE)
+            raise InvalidEvent(INVALID_VALUE)
         self._check_instrument(bar.venue, bar.symbol)
         self._check_time(bar.open_ns)
         return bar
@@ -353,4 +239,4 @@ def _value(value: object) -> float:
         return float(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    raise _Rejected(WRONG_TYPE)
+    raise InvalidEvent(WRONG_TYPE)

@@ -75,6 +75,21 @@ class IngestPipeline:
 
     While the database is unreachable, batches go to `spool` (a `Spool` or its directory) and are
     written, oldest first, when it is back: ingestion never stops for the database.
+
+    Warning: bars are built in memory from the ticks this pipeline saw. After a restart in the
+    middle of a period, that period's bars hold only the ticks received since the restart (the
+    ticks themselves are all stored; rebuild such bars from them if they matter).
+
+    Example::
+
+        feed = SyntheticFeed(n_instruments=50, rate=5_000)
+        async with open_database(settings) as db:
+            pipeline = IngestPipeline(feed, db.pool, spool=settings.spool_dir)
+            running = asyncio.create_task(pipeline.run())
+            await asyncio.sleep(10)
+            await pipeline.stop()
+            await running
+        print(pipeline.stats().tick_latency.p99_ms)
     """
 
     def __init__(
@@ -138,8 +153,11 @@ class IngestPipeline:
         await self._feed.connect()
         writer: BatchWriter | None = None
         try:
-            pool = await self._retry("open the database pool", self._open_pool)
-            ids = await self._retry("register the instruments", lambda: upsert_instruments(pool, self._instruments))
+            try:
+                pool = await self._retry("open the database pool", self._open_pool)
+                ids = await self._retry("register the instruments", lambda: upsert_instruments(pool, self._instruments))
+            except _Stopped:
+                return
             writer = self._writer = BatchWriter(
                 pool,
                 ids,
@@ -244,10 +262,14 @@ class IngestPipeline:
                 return await attempt()
             except DATABASE_DOWN as exc:
                 if self._stopping:
-                    raise
+                    raise _Stopped from exc
                 log.warning("cannot %s yet (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, longest)
+
+
+class _Stopped(Exception):
+    """`stop` was called before the pipeline could reach the database."""
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

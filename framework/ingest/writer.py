@@ -199,16 +199,21 @@ class BatchWriter:
                 return
 
     async def _run(self) -> None:
+        ticks: list[Tick] = []
+        bars: list[Bar] = []
         try:
             await self._catch_up()
             while True:
                 ticks, bars, stop = await self._collect()
                 if ticks or bars:
                     await self._slots.acquire()
-                    self._raise_failure()
+                    if self._failure is not None:
+                        self._slots.release()
+                        raise self._failure
                     task = asyncio.create_task(self._commit(ticks, bars))
                     self._in_flight.add(task)
                     task.add_done_callback(self._committed)
+                    ticks, bars = [], []
                 elif not stop:
                     await self._catch_up()
                 self._raise_failure()
@@ -219,7 +224,6 @@ class BatchWriter:
             await self._catch_up(now=True)
         except Exception:
             await self._settle()
-            ticks, bars = [], []
             while not self._queue.empty():
                 item = self._queue.get_nowait()
                 if isinstance(item, Tick):
