@@ -104,7 +104,7 @@ class Normaliser:
         log_window_s: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._known = frozenset(instruments)
+        self._known: frozenset[tuple[str, str]] = frozenset(instruments)
         self._clock = clock
         self._max_future_ns = max_future_ns
         self._tolerance_ns = reorder_tolerance_ns
@@ -117,6 +117,10 @@ class Normaliser:
         self.received = 0
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
+
+    def add_instruments(self, instruments: Iterable[tuple[str, str]]) -> None:
+        """Accept events of more (venue, symbol) instruments from now on."""
+        self._known = self._known | frozenset(instruments)
 
     def check(self, event: object) -> MarketEvent | None:
         """Return the event (a dict message converted) when it is valid, else count it and return None."""

@@ -117,6 +117,7 @@ class IngestPipeline:
             self._connect: PoolFactory | None = None
         else:
             self._pool, self._connect = None, database
+        self._instruments_from_feed = instruments is None
         self._instruments = list(feed.instruments if instruments is None else instruments)
         self._clock = clock or WallClock()
         self._normaliser = Normaliser(
@@ -151,6 +152,10 @@ class IngestPipeline:
     async def run(self) -> None:
         """Connect the feed and ingest until it ends or `stop` is called; write or spool everything."""
         await self._feed.connect()
+        if self._instruments_from_feed:
+            # Exchange feeds learn their instruments (tick size, quantity step) when they connect.
+            self._instruments = list(self._feed.instruments)
+            self._normaliser.add_instruments((i.venue, i.symbol) for i in self._instruments)
         writer: BatchWriter | None = None
         try:
             try:

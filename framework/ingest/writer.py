@@ -1,11 +1,11 @@
 """Write ticks and bars to PostgreSQL in batches, and keep ingesting while the database is away.
 
 Events arrive on a bounded queue (a full queue blocks the producer: backpressure, never a drop).
-The writer takes whatever is queued, up to `batch_size`, waiting at most `flush_ms` after the
-first event for more, and writes the batch with COPY through `framework.storage.marketdata`,
-whose writes are idempotent. Up to `max_in_flight` batches commit at once on their own
-connections, so PostgreSQL works on one batch while Python prepares the next; meanwhile the queue
-fills, and batches grow with the load.
+The writer takes whatever is queued, up to `batch_size`, and writes the batch with COPY through
+`framework.storage.marketdata`, whose writes are idempotent. Batching adapts to the load: when a
+commit slot is free the batch is written at once (lowest latency at low rates); while all
+`max_in_flight` commits are busy it keeps collecting for at most `flush_ms`, so batches grow with
+the load and PostgreSQL works on one batch while Python prepares the next.
 
 When the database cannot be reached a batch goes to the on-disk `Spool` and the link retries
 with backoff; once the database answers again, the spool is replayed, oldest first, before new
@@ -104,6 +104,7 @@ class BatchWriter:
         self._batch_size = batch_size
         self._flush_s = flush_ms / 1000.0
         self._queue: asyncio.Queue[Tick | Bar | None] = asyncio.Queue(maxsize=queue_size)
+        self._max_in_flight = max_in_flight
         self._slots = asyncio.Semaphore(max_in_flight)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
@@ -272,6 +273,8 @@ class BatchWriter:
             try:
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
+                if len(self._in_flight) < self._max_in_flight:
+                    break
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
