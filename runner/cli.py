@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from runner import cli_db, cli_research
+from runner import cli_db, cli_ingest, cli_research
 from runner.cli_output import (
     console,
     format_stat,
@@ -71,6 +71,7 @@ report_app = typer.Typer(cls=UserErrorEdge, help="Render HTML reports with paper
 app.add_typer(report_app, name="report")
 app.add_typer(cli_db.db_app, name="db")
 app.add_typer(cli_db.data_app, name="data")
+app.command("ingest")(cli_ingest.ingest)
 
 
 @app.command("strategies")

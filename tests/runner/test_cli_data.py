@@ -83,3 +83,28 @@ def test_data_errors_are_one_line(rata, tmp_path):
     bad_tf = CliRunner().invoke(app, ["data", "import", str(tmp_path / "none.csv"), "--symbol", "X", "-t", "2m"])
     assert bad_tf.exit_code == 2
     assert "unknown timeframe '2m'" in bad_tf.stderr
+
+
+def test_ingest_synthetic_feed_stores_every_accepted_tick(rata, tmp_path):
+    import asyncio
+
+    from framework.storage import open_database
+
+    result = rata("ingest", "--feed", "synthetic", "--instruments", "20", "--rate", "2000", "--duration", "2")
+    assert result.exit_code == 0, result.output
+    assert "ingestion finished" in result.stdout
+
+    async def count() -> tuple[int, int]:
+        async with open_database(load_settings(data_dir=tmp_path / "state")) as db, db.pool.acquire() as conn:
+            return await conn.fetchval("SELECT count(*) FROM ticks"), await conn.fetchval("SELECT count(*) FROM bars")
+
+    ticks, bars = asyncio.run(count())
+    assert ticks > 1000
+    assert bars > 0
+    assert f"{ticks:,}" in result.stdout  # every accepted tick was written, and the summary says how many
+
+
+def test_ingest_ccxt_needs_exchange_and_symbols(rata):
+    result = CliRunner().invoke(app, ["ingest", "--feed", "ccxt"])
+    assert result.exit_code == 2
+    assert "--exchange and at least one --symbol" in result.stderr
