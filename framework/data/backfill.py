@@ -98,7 +98,10 @@ async def backfill_ohlcv(
     start_ms, end_ms = _ms(since, 0), min(_ms(until, now_ms), now_ms)
     if start_ms >= end_ms:
         raise RejectedError(f"--since ({since}) must be before --until ({until or 'now'})")
-    exchange = make_exchange(exchange_id, urls=urls, config=config)
+    from framework.feeds.venues import venue_for
+
+    profile = venue_for(exchange_id).config([symbol])
+    exchange = make_exchange(exchange_id, urls=urls, config={**profile, **(config or {})})
     try:
         await exchange.load_markets()
         if symbol not in exchange.markets:
