@@ -1,0 +1,218 @@
+"""The order and fill model: value types with `Decimal` money, and the order lifecycle's states.
+
+Quantities and prices in orders, fills and positions are `Decimal`s rounded to the instrument's
+quantity step and tick size, validated at construction: no NaN, no negative size. Orders are
+immutable; a state change produces a new `Order` (see `framework.orders.state`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from framework.errors import RejectedError
+from framework.instruments import Instrument
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "TERMINAL_STATUSES",
+    "Fill",
+    "Mode",
+    "Order",
+    "OrderSide",
+    "OrderStatus",
+    "OrderType",
+    "OrderUpdate",
+    "price_of",
+    "quantity_of",
+]
+
+ZERO = Decimal(0)
+
+
+class OrderSide(StrEnum):
+    """Buy or sell."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        """Return +1 for a buy, -1 for a sell."""
+        return 1 if self is OrderSide.BUY else -1
+
+
+class OrderType(StrEnum):
+    """Market or limit."""
+
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class Mode(StrEnum):
+    """The runner mode an order was placed in (recorded on every order and fill)."""
+
+    BACKTEST = "backtest"
+    REPLAY = "replay"
+    DEV = "dev"
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class OrderStatus(StrEnum):
+    """Where an order is in its lifecycle."""
+
+    NEW = "new"  # intent committed locally, not yet sent
+    SUBMITTED = "submitted"  # sent; the venue has not answered yet (or the answer was lost)
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCEL_PENDING = "cancel_pending"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+TERMINAL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
+ACTIVE_STATUSES = frozenset(set(OrderStatus) - TERMINAL_STATUSES)
+
+
+def _decimal(value: Any, what: str) -> Decimal:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RejectedError(f"{what} must be finite, got {value}")
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise RejectedError(f"{what} is not a number: {value!r}") from exc
+    if not number.is_finite():
+        raise RejectedError(f"{what} must be finite, got {value}")
+    return number
+
+
+def quantity_of(value: Any, instrument: Instrument) -> Decimal:
+    """Return a positive quantity rounded down to the instrument's step, or raise `RejectedError`."""
+    qty = _decimal(value, "quantity")
+    step = Decimal(str(instrument.qty_step))
+    rounded = (qty / step).to_integral_value(rounding=ROUND_DOWN) * step
+    if rounded <= 0:
+        raise RejectedError(f"quantity {value} of {instrument.symbol} is not positive after rounding to {step}")
+    return rounded.quantize(_exponent(step))
+
+
+def price_of(value: Any, instrument: Instrument) -> Decimal:
+    """Return a positive price rounded to the instrument's tick, or raise `RejectedError`."""
+    price = _decimal(value, "price")
+    tick = Decimal(str(instrument.tick_size))
+    rounded = (price / tick).to_integral_value(rounding=ROUND_HALF_EVEN) * tick
+    if rounded <= 0:
+        raise RejectedError(f"price {value} of {instrument.symbol} is not positive after rounding to {tick}")
+    return rounded.quantize(_exponent(tick))
+
+
+def _exponent(step: Decimal) -> Decimal:
+    """Return the quantum with the step's decimal places (whole numbers for steps of 1 or more)."""
+    normal = step.normalize()
+    exponent = normal.as_tuple().exponent
+    return Decimal(1).scaleb(exponent) if isinstance(exponent, int) and exponent < 0 else Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """One order, as the runner knows it. `client_id` is rata's own, unique, id for it."""
+
+    client_id: str
+    strategy: str
+    venue: str
+    symbol: str
+    side: OrderSide
+    quantity: Decimal
+    type: OrderType = OrderType.MARKET
+    limit_price: Decimal | None = None
+    mode: Mode = Mode.PAPER
+    status: OrderStatus = OrderStatus.NEW
+    filled: Decimal = ZERO
+    avg_price: Decimal | None = None
+    fees: Decimal = ZERO
+    venue_order_id: str | None = None
+    created_ns: int = 0
+    updated_ns: int = 0
+    reason: str = ""
+    fill_ids: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if not self.client_id:
+            raise RejectedError("an order needs a client id")
+        if not isinstance(self.quantity, Decimal) or not self.quantity.is_finite() or self.quantity <= 0:
+            raise RejectedError(f"order quantity must be a positive Decimal, got {self.quantity!r}")
+        if self.type is OrderType.LIMIT and (self.limit_price is None or self.limit_price <= 0):
+            raise RejectedError("a limit order needs a positive limit price")
+        if self.filled < 0:
+            raise RejectedError("filled quantity cannot be negative")
+
+    @property
+    def remaining(self) -> Decimal:
+        """Return the quantity not filled yet (never negative)."""
+        return max(self.quantity - self.filled, ZERO)
+
+    @property
+    def is_active(self) -> bool:
+        """Return whether the order can still fill or be cancelled."""
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        """Return the quantity with the side's sign (+ buy, - sell)."""
+        return self.quantity * self.side.sign
+
+    def evolve(self, **changes: Any) -> Order:
+        """Return a copy with `changes` (validated like a new order)."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution of (part of) an order. `fill_id` is the venue's trade id: fills dedupe on it."""
+
+    fill_id: str
+    client_id: str
+    venue: str
+    symbol: str
+    side: OrderSide
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal = ZERO
+    time_ns: int = 0
+    strategy: str = ""
+    mode: Mode = Mode.PAPER
+
+    def __post_init__(self) -> None:
+        for name in ("quantity", "price"):
+            value = getattr(self, name)
+            if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+                raise RejectedError(f"fill {name} must be a positive Decimal, got {value!r}")
+        if not isinstance(self.fee, Decimal) or not self.fee.is_finite():
+            raise RejectedError(f"fill fee must be a finite Decimal, got {self.fee!r}")
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        """Return the quantity with the side's sign (+ buy, - sell)."""
+        return self.quantity * self.side.sign
+
+    @property
+    def notional(self) -> Decimal:
+        """Return quantity times price."""
+        return self.quantity * self.price
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """A venue's report on an order: a new status, and optionally why and its venue id."""
+
+    client_id: str
+    status: OrderStatus
+    venue_order_id: str | None = None
+    reason: str = ""
+    time_ns: int = 0
