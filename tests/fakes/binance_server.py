@@ -140,16 +140,7 @@ class FakeBinance:
     async def start(self) -> None:
         """Listen on a free port of 127.0.0.1 and start generating trades (unless `autostart=False`)."""
         app = web.Application()
-        app.router.add_get("/api/v3/ping", self._ping)
-        app.router.add_get("/api/v3/time", self._time)
-        app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
-        app.router.add_get("/api/v3/aggTrades", self._agg_trades)
-        app.router.add_get("/api/v3/trades", self._recent_trades)
-        app.router.add_get("/api/v3/historicalTrades", self._historical_trades)
-        app.router.add_get("/api/v3/klines", self._klines)
-        app.router.add_get("/ws", self._websocket)
-        app.router.add_get("/ws/{name:.*}", self._websocket)
-        app.router.add_get("/stream", self._websocket)
+        self._add_routes(app)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -160,6 +151,19 @@ class FakeBinance:
         self._generator = asyncio.create_task(self._generate(), name="fake-binance-generator")
         if self._autostart:
             self._running.set()
+
+    def _add_routes(self, app: web.Application) -> None:
+        """Register the endpoints; a subclass serving more of Binance's API extends this."""
+        app.router.add_get("/api/v3/ping", self._ping)
+        app.router.add_get("/api/v3/time", self._time)
+        app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
+        app.router.add_get("/api/v3/aggTrades", self._agg_trades)
+        app.router.add_get("/api/v3/trades", self._recent_trades)
+        app.router.add_get("/api/v3/historicalTrades", self._historical_trades)
+        app.router.add_get("/api/v3/klines", self._klines)
+        app.router.add_get("/ws", self._websocket)
+        app.router.add_get("/ws/{name:.*}", self._websocket)
+        app.router.add_get("/stream", self._websocket)
 
     async def stop(self) -> None:
         """Stop generating, drop every connection and close the server."""
