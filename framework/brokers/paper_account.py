@@ -1,0 +1,217 @@
+"""One account's book at the paper venue: cash, positions, live orders and last bars, kept in its store.
+
+`PaperAccount` is the paper venue's bookkeeping, apart from its matching rules (`paper_matching`)
+and its client-facing protocol (`paper`): it executes fills under the cash policy, expires what
+cannot fill, and writes every change of one venue operation in one transaction of its store.
+Memory is a cache of the store: if a change fails, the store rolls back and the memory is
+reloaded from it, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Literal
+
+from framework.brokers.base import BrokerEvent
+from framework.brokers.paper_matching import ZERO, Pricing, decimal_of, step_of
+from framework.brokers.paper_store import Changeset, Mark, PaperStore, VenueOrder
+from framework.clock import Clock
+from framework.instruments import Instrument
+from framework.orders.model import Fill, Order, OrderSide, OrderStatus, OrderUpdate
+from framework.orders.state import divide, exact_arithmetic
+
+__all__ = ["CashPolicy", "PaperAccount"]
+
+log = logging.getLogger(__name__)
+
+CashPolicy = Literal["partial", "reject", "allow"]
+
+
+class PaperAccount:
+    """The book of account `name`, over an open `PaperStore`."""
+
+    def __init__(
+        self,
+        store: PaperStore,
+        *,
+        name: str,
+        pricing: Pricing,
+        cash_policy: CashPolicy,
+        instruments: Mapping[str, Instrument],
+        currency: str,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.pricing = pricing
+        self.cash_policy = cash_policy
+        self.instruments = instruments
+        self.currency = currency
+        self.clock = clock
+        self.balances: dict[str, Decimal] = {}
+        self.positions: dict[str, Decimal] = {}
+        self.marks: dict[str, Mark] = {}
+        self.live: dict[str, VenueOrder] = {}
+        self.by_symbol: dict[str, dict[str, VenueOrder]] = {}
+        self.order_seq = 0
+        self.fill_seq = 0
+        self.changes = Changeset()
+        self.load()
+
+    def load(self) -> None:
+        """(Re)read the whole book from the store."""
+        store = self.store
+        self.balances = store.balances()
+        self.positions = store.positions()
+        self.marks = store.marks()
+        self.order_seq = store.last_seq("orders")
+        self.fill_seq = store.last_seq("fills")
+        self.live = {r.order.client_id: r for r in store.live_orders()}
+        self.by_symbol = {}
+        for client_id, record in self.live.items():
+            self.by_symbol.setdefault(record.order.symbol, {})[client_id] = record
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run one venue operation: its changes are written in one transaction, or none are.
+
+        Money arithmetic inside is exact (`exact_arithmetic`): the venue's cash is its seed plus
+        exactly the cash its fills moved, as the runner's position book computes it.
+        """
+        self.changes = Changeset()
+        try:
+            with self.store.transaction(), exact_arithmetic():
+                yield
+                self.store.write(self.changes)
+        except BaseException:
+            self.load()
+            raise
+        finally:
+            self.changes = Changeset()
+
+    def order(self, client_id: str) -> VenueOrder | None:
+        """Return an order by client id, live or not."""
+        return self.live.get(client_id) or self.store.order(client_id)
+
+    def next_order(self) -> tuple[int, str]:
+        """Return the sequence number and venue order id of a new order."""
+        self.order_seq += 1
+        return self.order_seq, f"{self.name}-O{self.order_seq}"
+
+    def add(self, record: VenueOrder) -> None:
+        """Record a new order (live if it can fill)."""
+        if record.live:
+            self.live[record.order.client_id] = record
+            self.by_symbol.setdefault(record.order.symbol, {})[record.order.client_id] = record
+        self.save(record)
+
+    def save(self, record: VenueOrder) -> None:
+        """Write `record` with the current change, and forget it as live once it can no longer fill."""
+        self.changes.orders[record.order.client_id] = record
+        if not record.live:
+            client_id = record.order.client_id
+            self.live.pop(client_id, None)
+            by_symbol = self.by_symbol.get(record.order.symbol)
+            if by_symbol is not None:
+                by_symbol.pop(client_id, None)
+
+    def set_mark(self, mark: Mark) -> None:
+        """Remember the newest bar of a symbol."""
+        self.marks[mark.symbol] = self.changes.marks[mark.symbol] = mark
+
+    def currency_of(self, symbol: str) -> str:
+        """Return the currency `symbol` is traded in."""
+        instrument = self.instruments.get(symbol)
+        return self.currency if instrument is None else instrument.currency
+
+    def step(self, order: Order) -> Decimal:
+        """Return the quantity step of an order's instrument (or the one its quantity implies)."""
+        instrument = self.instruments.get(order.symbol)
+        return step_of(order.quantity) if instrument is None else decimal_of(instrument.qty_step)
+
+    def execute(
+        self, record: VenueOrder, price: Decimal, slipped_from: float | None, time_ns: int, events: list[BrokerEvent]
+    ) -> None:
+        """Fill `record` at `price` for as much as the cash policy allows; expire what cannot fill."""
+        order = record.order
+        wanted = order.remaining
+        quantity = wanted
+        currency = self.currency_of(order.symbol)
+        if order.side is OrderSide.BUY and self.cash_policy != "allow":
+            cash = self.balances.get(currency, ZERO)
+            quantity = self.pricing.affordable(cash, wanted, price, slipped_from, self.step(order))
+            if self.cash_policy == "reject" and quantity < wanted:
+                quantity = ZERO
+        if quantity > 0:
+            self._fill(record, quantity, price, time_ns, currency, events)
+        if quantity < wanted:
+            short = wanted - quantity
+            needed = self.pricing.cost(short, price)
+            self.expire(record, f"insufficient cash for {short} more: needs {needed:.2f} {currency}", events)
+
+    def expire(self, record: VenueOrder, reason: str, events: list[BrokerEvent]) -> None:
+        """End an order that cannot fill (a cancelled order still due a late fill just ends)."""
+        if record.ghost:
+            record.ghost = False
+        else:
+            now = self.clock.now_ns()
+            order = record.order = record.order.evolve(status=OrderStatus.EXPIRED, reason=reason, updated_ns=now)
+            events.append(OrderUpdate(order.client_id, OrderStatus.EXPIRED, order.venue_order_id, reason, now))
+        self.save(record)
+
+    def _fill(
+        self,
+        record: VenueOrder,
+        quantity: Decimal,
+        price: Decimal,
+        time_ns: int,
+        currency: str,
+        events: list[BrokerEvent],
+    ) -> None:
+        order = record.order
+        self.fill_seq += 1
+        fee = self.pricing.fee(quantity, price)
+        fill = Fill(
+            fill_id=f"{self.name}-T{self.fill_seq}",
+            client_id=order.client_id,
+            venue=order.venue,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=quantity,
+            price=price,
+            fee=fee,
+            time_ns=time_ns,
+            strategy=order.strategy,
+            mode=order.mode,
+        )
+        notional = quantity * price
+        cash = self.balances[currency] = self.balances.get(currency, ZERO) - notional * order.side.sign - fee
+        position = self.positions[order.symbol] = self.positions.get(order.symbol, ZERO) + quantity * order.side.sign
+        filled = order.filled + quantity
+        average = price if order.avg_price is None else divide(order.avg_price * order.filled + notional, filled)
+        status = order.status
+        if not record.ghost:
+            status = OrderStatus.FILLED if filled >= order.quantity else OrderStatus.PARTIALLY_FILLED
+        elif filled >= order.quantity:
+            record.ghost = False
+        record.order = order.evolve(
+            status=status,
+            filled=filled,
+            avg_price=average,
+            fees=order.fees + fee,
+            fill_ids=order.fill_ids | {fill.fill_id},
+            updated_ns=self.clock.now_ns(),
+        )
+        self.changes.fills.append((self.fill_seq, fill))
+        self.changes.balances[currency] = cash
+        self.changes.positions[order.symbol] = position
+        self.save(record)
+        events.append(fill)
+        if record.duplicate_fills:
+            log.info("paper venue fault: publishing fill %s twice", fill.fill_id)
+            events.append(fill)
+        if status is not OrderStatus.CANCELLED:
+            events.append(OrderUpdate(order.client_id, status, order.venue_order_id, "", time_ns))
