@@ -1,0 +1,421 @@
+"""Tables and prose of the ingestion benchmark, from its measurements (no measuring here)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from tests.bench._ingest_ceiling import SMALL_BATCH, CeilingResult
+from tests.bench._ingest_profile import Profile
+from tests.bench._ingest_runs import DISTURBED_PCT, RunResult
+
+if TYPE_CHECKING:
+    from tests.bench.bench_ingest import Measured
+
+__all__ = [
+    "ceiling_rows",
+    "component_rows",
+    "marker_rows",
+    "notes",
+    "result_rows",
+    "target_rows",
+    "top_rows",
+    "wait_rows",
+    "where_the_time_goes",
+]
+
+Rows = list[tuple[str, ...]]
+P99_TARGET_MS = 10.0
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 10:
+        return f"{value:.2f}"
+    return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def _latency(r: RunResult) -> str:
+    s = r.latency
+    return f"{_ms(s.p50_ms)} / {_ms(s.p99_ms)} / {_ms(s.p999_ms)} / {_ms(s.max_ms)}"
+
+
+def _cpu(r: RunResult) -> str:
+    c = r.cpu
+    server = f"{c['server']:.0f}" if r.feed != "synthetic" else "-"
+    postgres = f"{c['postgres']:.0f}" if r.feed != "ccxt-client" else "-"
+    return f"{c['rata']:.0f} / {server} / {postgres} / {c['others']:.0f}"
+
+
+def _drain(r: RunResult) -> str:
+    if r.lost <= 0:
+        return f"all {r.total_committed:,} committed"
+    return f"{r.lost:,} of {r.total_offered:,} still uncommitted when stopped ({r.drain_s:.0f} s after the source)"
+
+
+def _label(r: RunResult) -> str:
+    rate = f"{r.target_rate:,.0f}/s" if r.target_rate else "unpaced"
+    what = {
+        "ccxt": "ccxt end to end",
+        "synthetic": "pipeline alone (SyntheticFeed)",
+        "ccxt-client": "ccxt client alone (no pipeline)",
+    }[r.feed]
+    disturbed = f" [disturbed: others {r.cpu['others']:.0f}%]" if r.cpu["others"] > DISTURBED_PCT else ""
+    tries = f" (attempt {r.attempts})" if r.attempts > 1 else ""
+    return f"{what}, {rate}{tries}{disturbed}"
+
+
+def _kept(r: RunResult) -> str:
+    if not r.target_rate:
+        return "n/a (unpaced)"
+    if not r.source_on_target:
+        return f"not tested: the source offered {r.offered_rate:,.0f}/s"
+    return "yes" if r.kept_up else "no"
+
+
+def result_rows(
+    ccxt: Mapping[int, RunResult],
+    synthetic: Mapping[int, RunResult],
+    client: Mapping[int, RunResult],
+    unpaced: RunResult,
+) -> tuple[tuple[str, ...], Rows]:
+    header = (
+        "run",
+        "offered ticks/s",
+        "committed ticks/s (client alone: delivered)",
+        "latency ms p50 / p99 / p99.9 / max",
+        "CPU % of one core: rata / server / PostgreSQL / other processes",
+        "backlog start -> end (growth, s of ticks)",
+        "after the source stopped",
+        "kept up",
+    )
+    rows: Rows = []
+    ordered = [r for rate in sorted(ccxt) for r in (ccxt[rate], synthetic[rate], client[rate])] + [unpaced]
+    for r in ordered:
+        rows.append(
+            (
+                _label(r),
+                f"{r.offered_rate:,.0f}",
+                f"{r.committed_rate:,.0f} ({r.ratio:.1%})",
+                _latency(r),
+                _cpu(r),
+                f"{r.backlog_start:,.0f} -> {r.backlog_end:,.0f} ({r.growth_s:+.2f})",
+                _drain(r),
+                _kept(r),
+            )
+        )
+    return header, rows
+
+
+def _status(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def _keeps_up_text(r: RunResult) -> str:
+    return (
+        f"committed {r.committed_rate:,.0f}/s of {r.offered_rate:,.0f}/s offered ({r.ratio:.1%}); "
+        f"backlog growth {r.growth_s:+.2f} s; {_drain(r)}; rata CPU {r.cpu['rata']:.0f}% of a core"
+    )
+
+
+def _p99_text(r: RunResult) -> str:
+    s = r.latency
+    return f"p99 {_ms(s.p99_ms)} ms (p50 {_ms(s.p50_ms)}, p99.9 {_ms(s.p999_ms)}, max {_ms(s.max_ms)})"
+
+
+def best_ceiling(ceiling: Sequence[CeilingResult]) -> CeilingResult:
+    return max((c for c in ceiling if c.name.startswith("raw")), key=lambda c: c.rate)
+
+
+def _idempotent(ceiling: Sequence[CeilingResult]) -> CeilingResult:
+    return next(c for c in ceiling if c.name.startswith("write_ticks") and c.batch > SMALL_BATCH)
+
+
+def target_rows(m: Measured, rates: Sequence[int]) -> tuple[tuple[str, ...], Rows]:
+    low, high = min(rates), max(rates)
+    e2e_high, e2e_low = m.ccxt[high], m.ccxt[low]
+    syn_high, syn_low = m.synthetic[high], m.synthetic[low]
+    ceiling = best_ceiling(m.ceiling)
+    idempotent = _idempotent(m.ceiling)
+    kept_client = [r for r in sorted(m.client) if m.client[r].kept_up]
+    client_high = m.client[high]
+    p99_ok = lambda r: r.latency.p99_ms is not None and r.latency.p99_ms < P99_TARGET_MS  # noqa: E731
+    rows: Rows = [
+        (
+            f"keeps up at {high:,} ticks/s, END TO END (local WS server -> ccxt -> pipeline -> PostgreSQL)",
+            _keeps_up_text(e2e_high),
+            _status(e2e_high.kept_up),
+        ),
+        (f"p99 < {P99_TARGET_MS:.0f} ms at {low:,} ticks/s, END TO END", _p99_text(e2e_low), _status(p99_ok(e2e_low))),
+        (
+            f"keeps up at {high:,} ticks/s, PIPELINE CAPACITY (SyntheticFeed in process, no network, no ccxt)",
+            _keeps_up_text(syn_high),
+            _status(syn_high.kept_up),
+        ),
+        (
+            f"p99 < {P99_TARGET_MS:.0f} ms at {low:,} ticks/s, PIPELINE (SyntheticFeed)",
+            _p99_text(syn_low),
+            _status(p99_ok(syn_low)),
+        ),
+        (
+            "CCXT CLIENT CAPACITY (CcxtFeed alone, ticks counted and dropped)",
+            f"kept up at: {', '.join(f'{r:,}/s' for r in kept_client) or 'none of the rates'}; "
+            f"at {high:,}/s offered it delivered {client_high.committed_rate:,.0f}/s "
+            f"(rata CPU {client_high.cpu['rata']:.0f}% of a core)",
+            "(info)",
+        ),
+        (
+            "pipeline capacity: SyntheticFeed unpaced",
+            f"{m.unpaced.committed_rate:,.0f} ticks/s committed (rata CPU {m.unpaced.cpu['rata']:.0f}%, "
+            f"PostgreSQL {m.unpaced.cpu['postgres']:.0f}%)",
+            "(info)",
+        ),
+        ("ceiling: raw asyncpg COPY (best way)", f"{ceiling.rate:,.0f} rows/s ({ceiling.name})", "(info)"),
+        (
+            "pipeline capacity / raw COPY ceiling",
+            f"{m.unpaced.committed_rate / ceiling.rate:.2f} (vs write_ticks, the idempotent path: "
+            f"{m.unpaced.committed_rate / idempotent.rate:.2f})",
+            "(info)",
+        ),
+        (
+            f"end to end at {high:,} offered / raw COPY ceiling",
+            f"{e2e_high.committed_rate / ceiling.rate:.3f}",
+            "(info)",
+        ),
+    ]
+    return ("target / measure", "measured", "result"), rows
+
+
+def ceiling_rows(ceiling: Sequence[CeilingResult]) -> tuple[tuple[str, ...], Rows]:
+    header = ("way (prepared rows, each write its own transaction)", "rows a write", "rows", "seconds writing",
+              "rows/s", "one round ms p50 / p99 / max")  # fmt: skip
+    rows: Rows = [
+        (
+            c.name,
+            f"{c.batch:,}",
+            f"{c.rows:,}",
+            f"{c.seconds:.2f}",
+            f"{c.rate:,.0f}",
+            f"{_ms(c.round_ms(50))} / {_ms(c.round_ms(99))} / {_ms(max(c.rounds_ms))}",
+        )
+        for c in ceiling
+    ]
+    return header, rows
+
+
+def wait_rows(runs: Mapping[str, RunResult], top: int = 8) -> tuple[tuple[str, ...], Rows]:
+    """Return what the writer's PostgreSQL backends were doing, as shares of the samples, per run."""
+    names = list(runs)
+    order: Counter[str] = Counter()
+    for r in runs.values():
+        order.update(r.pg_waits)
+    rows: Rows = []
+    for event, _ in order.most_common(top):
+        shares = []
+        for n in names:
+            total = sum(runs[n].pg_waits.values())
+            shares.append(f"{runs[n].pg_waits[event] / total:.0%}" if total else "-")
+        rows.append((event, *shares))
+    samples = tuple(f"{name} ({sum(runs[name].pg_waits.values()):,} backend samples)" for name in names)
+    return ("backend state / wait event", *samples), rows
+
+
+def _title(name: str, p: Profile) -> str:
+    return f"{name} ({p.tool}, {p.samples:,} samples)"
+
+
+def component_rows(profiles: Mapping[str, Profile]) -> tuple[tuple[str, ...], Rows]:
+    names = list(profiles)
+    order: Counter[str] = Counter()
+    for p in profiles.values():
+        for comp, share in p.components:
+            order[comp] = max(order[comp], int(share * 1e6))
+    rows: Rows = []
+    for comp, _ in order.most_common():
+        shares = [dict(profiles[n].components).get(comp, 0.0) for n in names]
+        rows.append((comp, *(f"{s:.1%}" for s in shares)))
+    return ("component (self time)", *(_title(n, profiles[n]) for n in names)), rows
+
+
+def marker_rows(profiles: Mapping[str, Profile]) -> tuple[tuple[str, ...], Rows]:
+    names = list(profiles)
+    labels: list[str] = []
+    for p in profiles.values():
+        labels += [label for label, _ in p.markers if label not in labels]
+    rows: Rows = [(label, *(f"{dict(profiles[n].markers).get(label, 0.0):.1%}" for n in names)) for label in labels]
+    return ("passing through (inclusive)", *(_title(n, profiles[n]) for n in names)), rows
+
+
+def top_rows(profiles: Mapping[str, Profile], top: int = 10) -> tuple[tuple[str, ...], Rows]:
+    rows: Rows = []
+    for name, p in profiles.items():
+        rows += [(name, func, f"{share:.1%}") for func, share in p.top[:top]]
+    return ("profile", "function (file)", "self time"), rows
+
+
+def _rata_share(p: Profile) -> float:
+    return sum(
+        p.share(prefix)
+        for prefix in ("CcxtFeed", "SyntheticFeed", "normaliser", "bar aggregator", "pipeline loop", "batch writer")
+    )
+
+
+def where_the_time_goes(m: Measured, profiles: Mapping[str, Profile]) -> str:
+    parts = []
+    for key in ("ccxt 5,000", "ccxt 50,000"):
+        p, r = profiles.get(key), m.profiles.get(key)
+        if p is None or r is None:
+            continue
+        markers = dict(p.markers)
+        parts.append(
+            f"**{key} ticks/s through ccxt** ({p.tool}, {p.samples:,} samples; the rata process at "
+            f"{r.cpu['rata']:.0f}% of one core, committing {r.committed_rate:,.0f} of {r.offered_rate:,.0f} "
+            f"ticks/s while profiled): ccxt's own code is {p.share('ccxt'):.0%} of the process's CPU "
+            f"(Client.handle_message, from decoded frame to resolved future, "
+            f"{markers.get('ccxt: websocket message handling (Client.handle_message)', 0):.0%} inclusive; re-arming "
+            f"`watch_trades` after every wake-up "
+            f"{markers.get(next(iter(k for k in markers if k.startswith('ccxt: watch_trades')), ''), 0):.0%}), "
+            f"asyncio's loop, futures and queues {p.share('asyncio'):.0%}, aiohttp's websocket reader "
+            f"{p.share('aiohttp'):.0%}; rata's feed, normaliser, aggregator and writer together "
+            f"{_rata_share(p):.0%} and asyncpg {p.share('asyncpg'):.0%}."
+        )
+    p, r = profiles.get("synthetic unpaced"), m.profiles.get("synthetic unpaced")
+    if p is not None and r is not None:
+        parts.append(
+            f"**Pipeline alone, unpaced** ({p.tool}; {r.committed_rate:,.0f} ticks/s, rata at {r.cpu['rata']:.0f}% "
+            f"and PostgreSQL at {r.cpu['postgres']:.0f}% of a core): SyntheticFeed {p.share('SyntheticFeed'):.0%}, "
+            f"normaliser {p.share('normaliser'):.0%}, bar aggregator {p.share('bar aggregator'):.0%}, pipeline loop "
+            f"{p.share('pipeline loop'):.0%}, batch writer (rows, latency) {p.share('batch writer'):.0%}, asyncpg "
+            f"{p.share('asyncpg'):.0%}, asyncio {p.share('asyncio'):.0%}."
+        )
+    parts.append(_postgres_paragraph(m))
+    ceiling = best_ceiling(m.ceiling)
+    high = max(m.ccxt)
+    client = m.client[high]
+    verdict = (
+        f"So the two capacities differ by a factor of "
+        f"{m.unpaced.committed_rate / max(1.0, max(c.committed_rate for c in m.client.values())):.0f}: the "
+        f"pipeline alone commits "
+        f"{m.unpaced.committed_rate:,.0f} ticks/s ({m.unpaced.committed_rate / ceiling.rate:.0%} of raw COPY's "
+        f"{ceiling.rate:,.0f} rows/s), while the ccxt client alone delivers at most "
+        f"{max(c.committed_rate for c in m.client.values()):,.0f} ticks/s (at {high:,}/s offered: "
+        f"{client.committed_rate:,.0f}/s, its process at {client.cpu['rata']:.0f}% of a core). End to end, "
+        f"the ceiling is ccxt's per-message cost on the one event loop, not PostgreSQL or the pipeline."
+        + _starvation(m)
+        if client.committed_rate < 0.5 * m.unpaced.committed_rate
+        else "The ccxt client is not the limit at these rates."
+    )
+    parts.append(verdict)
+    return "\n\n".join(parts)
+
+
+def _share(r: RunResult, key: str) -> float:
+    total = sum(r.pg_waits.values())
+    return r.pg_waits[key] / total if total else 0.0
+
+
+def _top_wait(r: RunResult) -> tuple[str, float]:
+    """Return the most frequent wait event (not CPU, not idle in transaction) and its share."""
+    for key, _ in r.pg_waits.most_common():
+        if ":" in key and not key.startswith("CPU"):
+            return key, _share(r, key)
+    return "-", 0.0
+
+
+def _postgres_paragraph(m: Measured) -> str:
+    low = min(m.synthetic)
+    r, e2e = m.synthetic[low], m.ccxt[low]
+    event, share = _top_wait(r)
+    small = {c.name.split(",")[0]: c for c in m.ceiling if c.batch == SMALL_BATCH}
+    staged = next((c for name, c in small.items() if name.startswith("write_ticks")), None)
+    unnest = next((c for name, c in small.items() if name.startswith("INSERT")), None)
+    text = (
+        f"**PostgreSQL side** (pg_stat_activity sampled every 20 ms, the writer's backends only): at {low:,} ticks/s "
+        f"from SyntheticFeed they were busy on CPU in {_share(r, 'CPU (active, no wait event)'):.0%} of the samples, "
+        f"'idle in transaction' (a transaction open, waiting for rata's next statement: each batch is two "
+        f"transactions, ticks then bars, of four statements each) in {_share(r, 'idle in transaction'):.0%}, and "
+        f"the most frequent wait was `{event}` ({share:.0%}). Through ccxt at {low:,} ticks/s, 'idle in "
+        f"transaction' rose to {_share(e2e, 'idle in transaction'):.0%}: the event loop, busy with ccxt, is slow to "
+        f"send the next statement of a commit."
+    )
+    if staged is not None and unnest is not None:
+        text += (
+            f" `IO:DataFileTruncate` is the staging table: `write_ticks` creates it `ON COMMIT DELETE ROWS`, so every "
+            f"commit truncates its file. With {SMALL_BATCH}-row batches `write_ticks` took p50 "
+            f"{_ms(staged.round_ms(50))} / p99 {_ms(staged.round_ms(99))} / max {_ms(max(staged.rounds_ms))} ms a "
+            f"commit; one `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING` without a staging table p50 "
+            f"{_ms(unnest.round_ms(50))} / p99 {_ms(unnest.round_ms(99))} / max {_ms(max(unnest.rounds_ms))} ms."
+        )
+    return text
+
+
+def _starvation(m: Measured) -> str:
+    """Say so when the pipeline behind ccxt commits far less than ccxt alone delivers (the loop is starved)."""
+    starved = [rate for rate in sorted(m.ccxt) if m.ccxt[rate].committed_rate < 0.5 * m.client[rate].committed_rate]
+    if not starved:
+        return ""
+    rate = starved[0]
+    return (
+        f" Worse, past ccxt's capacity the pipeline behind it collapses: at {rate:,}/s ccxt alone still delivers "
+        f"{m.client[rate].committed_rate:,.0f} ticks/s, but end to end only {m.ccxt[rate].committed_rate:,.0f} are "
+        f"committed a second. ccxt's reader drains each connection's whole receive buffer in one callback "
+        f"(`Client.receive_loop`), so a loop iteration lasts as long as the backlog takes to parse, and a commit, "
+        f"which needs a loop iteration for each of its round trips to PostgreSQL, waits seconds per step; the "
+        f"feed's bounded queue stops only `CcxtFeed`'s own loops, not ccxt's reading."
+    )
+
+
+def notes(m: Measured, log_counts: Counter[str], disturbed_pct: float) -> list[str]:
+    lines = [
+        "Send time: the server stamps each frame with `sentNs` (time.time_ns(), taken once per 1 ms pacing step "
+        "before the step's frames are built and written, so latencies are overstated by at most that build time, "
+        "about 0.1 ms at 50,000/s); `E` and `T` carry the same instant in ms. `SentNsVenue` (a BinanceVenue whose "
+        "`sent_ns` reads `trade['info']['sentNs']`) puts it into `Tick.sent_ns`, and the writer's tick latency "
+        "runs from there to the commit. Binance's `E` alone is whole milliseconds (0-1 ms too late).",
+        "Server and client share this machine's clock (same host, CLOCK_REALTIME); the server is a separate "
+        "process, so it does not take the event loop of the process under test, but it does take CPU: this "
+        "machine has 2 cores for the server, rata and PostgreSQL together.",
+        "ccxt opens one websocket per 10 symbols here (`streamLimits.spot` = 50 streams, its default) and "
+        "`CcxtFeed` runs one `watch_trades` loop per symbol (500 loops), as in production.",
+        "SyntheticFeed ticks carry no send time; their latency runs from emission (`recv_ns`) to commit. The "
+        "unpaced run emits as fast as the pipeline takes ticks, so its queues are full by design and its latency "
+        "is queueing, not a target.",
+        "CPU: user + system seconds over the measured window from /proc (psutil), in % of one core; PostgreSQL = "
+        "postmaster + every backend and helper; 'other processes' = the machine's busy time minus those. A run "
+        f"where other processes used more than {disturbed_pct:.0f}% of a core is repeated (the calmest attempt "
+        "is kept and labelled with its attempt number and, if still disturbed, [disturbed]).",
+        "Ceiling: prepared rows, batches of 5,000, each COPY its own transaction; pipeline throughput includes "
+        "building the rows, validating, aggregating bars (500 instruments x 1s..1d) and writing bars as well.",
+    ]
+    if m.calm_waits:
+        lines.append("Waits for a quiet machine: " + "; ".join(m.calm_waits) + ".")
+    runs = [*m.ccxt.values(), *m.synthetic.values(), *m.client.values(), m.unpaced]
+    feed_notes = [f"{_label(r)}: {r.feed_notes}" for r in runs if r.feed_notes]
+    if feed_notes:
+        lines.append("Source counters: " + "; ".join(feed_notes) + ".")
+    commits = [f"{_label(r)}: {r.batches_note}" for r in (*m.ccxt.values(), *m.synthetic.values()) if r.batches_note]
+    lines.append("Writer commit latency (ticks + bars, per batch): " + "; ".join(commits) + ".")
+    backlog = [
+        f"{_label(r)}: {r.server_buffer / 2**20:,.1f} MiB"
+        for r in (*m.ccxt.values(), *m.client.values())
+        if r.server_buffer > 2**20
+    ]
+    if backlog:
+        lines.append(
+            "Server-side send buffer (bytes written by the server that the kernel could not yet take, deepest "
+            "connection): " + "; ".join(backlog) + "."
+        )
+    others = [f"{_label(r)}: {', '.join(r.busiest_others)}" for r in runs if r.cpu["others"] > disturbed_pct]
+    if others:
+        lines.append("Busiest other processes in disturbed runs: " + "; ".join(others) + ".")
+    rejected = [f"{_label(r)}: {r.rejected:,}" for r in runs if r.rejected]
+    lines.append("Rejected by the normaliser: " + ("; ".join(rejected) if rejected else "none in any run") + ".")
+    if log_counts:
+        lines.append(
+            "Log records during the runs (counted, not printed): "
+            + ", ".join(f"{k}: {v:,}" for k, v in sorted(log_counts.items()))
+            + "."
+        )
+    return lines
