@@ -39,7 +39,8 @@ def _ms(value: float | None) -> str:
 
 def _latency(r: RunResult) -> str:
     s = r.latency
-    return f"{_ms(s.p50_ms)} / {_ms(s.p99_ms)} / {_ms(s.p999_ms)} / {_ms(s.max_ms)}"
+    few = f" (only {s.count:,} ticks)" if 0 < s.count < 10_000 else ""
+    return f"{_ms(s.p50_ms)} / {_ms(s.p99_ms)} / {_ms(s.p999_ms)} / {_ms(s.max_ms)}{few}"
 
 
 def _cpu(r: RunResult) -> str:
@@ -50,9 +51,10 @@ def _cpu(r: RunResult) -> str:
 
 
 def _drain(r: RunResult) -> str:
+    done = "delivered" if r.feed == "ccxt-client" else "committed"
     if r.lost <= 0:
-        return f"all {r.total_committed:,} committed"
-    return f"{r.lost:,} of {r.total_offered:,} still uncommitted when stopped ({r.drain_s:.0f} s after the source)"
+        return f"all {r.total_committed:,} {done}"
+    return f"{r.lost:,} of {r.total_offered:,} not yet {done} when stopped ({r.drain_s:.0f} s after the source)"
 
 
 def _label(r: RunResult) -> str:
