@@ -131,6 +131,11 @@ def best_ceiling(ceiling: Sequence[CeilingResult]) -> CeilingResult:
     return max((c for c in ceiling if c.name.startswith("raw")), key=lambda c: c.rate)
 
 
+def pipeline_best(m: Measured) -> RunResult:
+    """Return the SyntheticFeed run that committed the most ticks a second (paced or unpaced)."""
+    return max([*m.synthetic.values(), m.unpaced], key=lambda r: r.committed_rate)
+
+
 def _idempotent(ceiling: Sequence[CeilingResult]) -> CeilingResult:
     return next(c for c in ceiling if c.name.startswith("write_ticks") and c.batch > SMALL_BATCH)
 
@@ -141,6 +146,7 @@ def target_rows(m: Measured, rates: Sequence[int]) -> tuple[tuple[str, ...], Row
     syn_high, syn_low = m.synthetic[high], m.synthetic[low]
     ceiling = best_ceiling(m.ceiling)
     idempotent = _idempotent(m.ceiling)
+    best = pipeline_best(m)
     kept_client = [r for r in sorted(m.client) if m.client[r].kept_up]
     client_high = m.client[high]
     p99_ok = lambda r: r.latency.p99_ms is not None and r.latency.p99_ms < P99_TARGET_MS  # noqa: E731
@@ -169,16 +175,16 @@ def target_rows(m: Measured, rates: Sequence[int]) -> tuple[tuple[str, ...], Row
             "(info)",
         ),
         (
-            "pipeline capacity: SyntheticFeed unpaced",
-            f"{m.unpaced.committed_rate:,.0f} ticks/s committed (rata CPU {m.unpaced.cpu['rata']:.0f}%, "
-            f"PostgreSQL {m.unpaced.cpu['postgres']:.0f}%)",
+            "PIPELINE CAPACITY: the highest committed rate of the SyntheticFeed runs",
+            f"{best.committed_rate:,.0f} ticks/s ({_label(best)}; rata CPU {best.cpu['rata']:.0f}%, PostgreSQL "
+            f"{best.cpu['postgres']:.0f}%); unpaced, with every queue full: {m.unpaced.committed_rate:,.0f} ticks/s",
             "(info)",
         ),
         ("ceiling: raw asyncpg COPY (best way)", f"{ceiling.rate:,.0f} rows/s ({ceiling.name})", "(info)"),
         (
             "pipeline capacity / raw COPY ceiling",
-            f"{m.unpaced.committed_rate / ceiling.rate:.2f} (vs write_ticks, the idempotent path: "
-            f"{m.unpaced.committed_rate / idempotent.rate:.2f})",
+            f"{best.committed_rate / ceiling.rate:.2f} (vs write_ticks, the idempotent path: "
+            f"{best.committed_rate / idempotent.rate:.2f})",
             "(info)",
         ),
         (
@@ -290,23 +296,36 @@ def where_the_time_goes(m: Measured, profiles: Mapping[str, Profile]) -> str:
             f"and PostgreSQL at {r.cpu['postgres']:.0f}% of a core): SyntheticFeed {p.share('SyntheticFeed'):.0%}, "
             f"normaliser {p.share('normaliser'):.0%}, bar aggregator {p.share('bar aggregator'):.0%}, pipeline loop "
             f"{p.share('pipeline loop'):.0%}, batch writer (rows, latency) {p.share('batch writer'):.0%}, asyncpg "
-            f"{p.share('asyncpg'):.0%}, asyncio {p.share('asyncio'):.0%}."
+            f"{p.share('asyncpg'):.0%}, asyncio {p.share('asyncio'):.0%}. Converting each tick's time to a "
+            f"`datetime` for COPY (`ns_to_datetime` in `tick_rows`) alone is "
+            f"{dict(p.top).get('ns_to_datetime (framework/events.py)', 0.0):.0%}."
+        )
+    unpaced, paced = m.unpaced, m.synthetic[max(m.synthetic)]
+    if unpaced.committed_rate < paced.committed_rate:
+        parts.append(
+            f"Unpaced, with every queue full, the pipeline committed less ({unpaced.committed_rate:,.0f} ticks/s, "
+            f"rata at {unpaced.cpu['rata']:.0f}% of a core) than paced at {max(m.synthetic):,}/s "
+            f"({paced.committed_rate:,.0f}/s at {paced.cpu['rata']:.0f}%), and its PostgreSQL backends sat 'idle "
+            f"in transaction' in {_share(unpaced, 'idle in transaction'):.0%} of the samples. A likely cause: the "
+            f"producer then never sleeps and yields the loop only every 512 ticks (`IngestPipeline._consume`) or "
+            f"1,024 (SyntheticFeed), so each of a commit's round trips to PostgreSQL waits for such a slice."
         )
     parts.append(_postgres_paragraph(m))
     ceiling = best_ceiling(m.ceiling)
     high = max(m.ccxt)
     client = m.client[high]
+    best = pipeline_best(m)
     verdict = (
         f"So the two capacities differ by a factor of "
-        f"{m.unpaced.committed_rate / max(1.0, max(c.committed_rate for c in m.client.values())):.0f}: the "
-        f"pipeline alone commits "
-        f"{m.unpaced.committed_rate:,.0f} ticks/s ({m.unpaced.committed_rate / ceiling.rate:.0%} of raw COPY's "
+        f"{best.committed_rate / max(1.0, max(c.committed_rate for c in m.client.values())):.0f}: the "
+        f"pipeline alone commits up to "
+        f"{best.committed_rate:,.0f} ticks/s ({best.committed_rate / ceiling.rate:.0%} of raw COPY's "
         f"{ceiling.rate:,.0f} rows/s), while the ccxt client alone delivers at most "
         f"{max(c.committed_rate for c in m.client.values()):,.0f} ticks/s (at {high:,}/s offered: "
         f"{client.committed_rate:,.0f}/s, its process at {client.cpu['rata']:.0f}% of a core). End to end, "
         f"the ceiling is ccxt's per-message cost on the one event loop, not PostgreSQL or the pipeline."
         + _starvation(m)
-        if client.committed_rate < 0.5 * m.unpaced.committed_rate
+        if client.committed_rate < 0.5 * best.committed_rate
         else "The ccxt client is not the limit at these rates."
     )
     parts.append(verdict)

@@ -19,6 +19,10 @@ End to end on this machine, for 500 instruments at 5,000, 20,000 and 50,000 tick
 Kept up = committed >= 98% of offered over the window, the backlog (offered - committed: every
 queue and socket buffer between the source and PostgreSQL) grew by at most 0.2 s worth of ticks
 over the window, and every tick offered was committed once the source stopped (drain).
+
+Each full run also pickles its measurements to `$TMPDIR/rata-bench-ingest-last.pickle`;
+`RATA_BENCH_INGEST_REPLAY=<that file> python -m tests.bench ingest` renders them again (tables and
+RESULTS.md) without measuring.
 """
 
 from __future__ import annotations
@@ -45,15 +49,9 @@ from framework.feeds.synthetic import SyntheticFeed
 from framework.storage import EmbeddedPostgres
 from tests.bench._binance_pacer import PacerProcess, check_wire_format
 from tests.bench._ingest_ceiling import CeilingResult, copy_ceiling
+from tests.bench._ingest_probes import drop_database, fresh_database
 from tests.bench._ingest_profile import Profile, profile_self, pyspy_path
-from tests.bench._ingest_runs import (
-    DISTURBED_PCT,
-    RunResult,
-    drop_database,
-    fresh_database,
-    run_ccxt_client,
-    run_pipeline,
-)
+from tests.bench._ingest_runs import DISTURBED_PCT, RunResult, run_ccxt_client, run_pipeline
 from tests.bench._ingest_text import (
     ceiling_rows,
     component_rows,
@@ -86,7 +84,7 @@ class Plan:
     calm_wait_s: float
 
 
-FULL = Plan(warmup=5.0, seconds=25.0, max_seconds=15.0, ceiling_s=5.0, profile_s=10.0, attempts=2, calm_wait_s=45.0)
+FULL = Plan(warmup=5.0, seconds=25.0, max_seconds=15.0, ceiling_s=5.0, profile_s=10.0, attempts=3, calm_wait_s=45.0)
 QUICK = Plan(warmup=2.0, seconds=6.0, max_seconds=5.0, ceiling_s=2.0, profile_s=4.0, attempts=1, calm_wait_s=0.0)
 
 
