@@ -6,7 +6,9 @@ import asyncio
 import time
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "SimulatedClock", "WallClock"]
+__all__ = ["Clock", "SimulatedClock", "WallClock", "sleep_until_or_set"]
+
+_INTERRUPTIBLE_NS = 20_000_000  # waits longer than this can be cut short by the event
 
 
 @runtime_checkable
@@ -54,3 +56,20 @@ class SimulatedClock:
         """Jump to `when_ns` and yield to the event loop once."""
         self.advance_to(when_ns)
         await asyncio.sleep(0)
+
+
+async def sleep_until_or_set(clock: Clock, when_ns: int, event: asyncio.Event) -> None:
+    """Sleep on `clock` until `when_ns`, but return at once when `event` is set (a feed's close).
+
+    Short waits (20 ms or less) are not worth two tasks and are slept through.
+    """
+    if when_ns - clock.now_ns() <= _INTERRUPTIBLE_NS:
+        await clock.sleep_until(when_ns)
+        return
+    sleeper = asyncio.ensure_future(clock.sleep_until(when_ns))
+    closer = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((sleeper, closer), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sleeper, closer):
+            task.cancel()

@@ -14,6 +14,7 @@ from framework.errors import UnknownNameError
 
 __all__ = ["METRICS", "check_metric", "jsonable", "progress_bar"]
 
+# Every statistic of `framework.stats` that results can be ranked by (all but start and end).
 METRICS = (
     "initial_equity",
     "final_equity",

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from framework.reporting import METRICS
 from framework.vbt import ENGINE, vbt
 
 pf_dispatch = vbt.portfolio.dispatch
@@ -23,23 +24,7 @@ returns_dispatch = vbt.returns.dispatch
 
 __all__ = ["STAT_COLUMNS", "asset_arrays", "bars_per_year", "equity_arrays", "portfolio_stats", "returns_dispatch"]
 
-STAT_COLUMNS = (
-    "start",
-    "end",
-    "initial_equity",
-    "final_equity",
-    "total_return",
-    "cagr",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "win_rate",
-    "profit_factor",
-    "exposure",
-    "trades",
-    "open_trades",
-    "fees_paid",
-)
+STAT_COLUMNS = ("start", "end", *METRICS)
 
 
 def bars_per_year(index: pd.DatetimeIndex) -> float:

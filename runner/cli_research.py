@@ -26,7 +26,6 @@ from runner.cli_support import (
     SymbolOpt,
     TimeframeOpt,
     build_strategy,
-    check_metric,
     emit_json,
     execution,
     fail,
@@ -71,6 +70,7 @@ def sweep(
     With --json, print `rows` (every valid combination, best first), `best` and `skipped`.
     """
     from framework import get_strategy
+    from framework.reporting import check_metric
     from framework.sweep import sweep as run_sweep
 
     cls = get_strategy(strategy)
@@ -136,6 +136,7 @@ def walk_forward(
     The test windows are chained into one out-of-sample equity curve: what the procedure earns.
     """
     from framework import get_strategy
+    from framework.reporting import check_metric
     from framework.walkforward import walk_forward as run_walk_forward
 
     cls = get_strategy(strategy)

@@ -41,7 +41,6 @@ __all__ = [
     "TimeframeOpt",
     "UserErrorEdge",
     "build_strategy",
-    "check_metric",
     "emit_json",
     "execution",
     "fail",
@@ -234,17 +233,6 @@ def _step(param: Param, text: str) -> float:
 
 # --------------------------------------------------------------------------------------------
 # data and execution
-
-
-def check_metric(metric: str) -> str:
-    """Return `metric` if the sweep table has it as a rankable statistic, else raise `UnknownNameError`."""
-    from framework.errors import UnknownNameError
-    from framework.stats import STAT_COLUMNS
-
-    valid = [c for c in STAT_COLUMNS if c not in ("start", "end")]
-    if metric not in valid:
-        raise UnknownNameError("metric", metric, valid)
-    return metric
 
 
 def load_bars(

@@ -99,9 +99,10 @@ async def backfill_ohlcv(
     if start_ms >= end_ms:
         raise RejectedError(f"--since ({since}) must be before --until ({until or 'now'})")
     from framework.feeds.venues import venue_for
+    from framework.venues import merged_config
 
     profile = venue_for(exchange_id).config([symbol])
-    exchange = make_exchange(exchange_id, urls=urls, config={**profile, **(config or {})})
+    exchange = make_exchange(exchange_id, urls=urls, config=merged_config(profile, config or {}))
     try:
         await exchange.load_markets()
         if symbol not in exchange.markets:

@@ -59,6 +59,7 @@ from framework.events import MarketEvent, Tick, datetime_to_ns
 from framework.feeds.base import FeedHealth
 from framework.feeds.venues import CcxtVenue, TradeCursor, venue_for
 from framework.instruments import Instrument
+from framework.venues import merged_config
 
 __all__ = ["Backoff", "CcxtFeed", "CcxtFeedStats", "LastSeen"]
 
@@ -288,7 +289,7 @@ class CcxtFeed:
     # ------------------------------------------------------------------ sessions
 
     def _new_exchange(self) -> Any:
-        settings = _merged({"enableRateLimit": True}, self._venue.config(self.symbols), self._config)
+        settings = merged_config({"enableRateLimit": True}, self._venue.config(self.symbols), self._config)
         return getattr(ccxt.pro, self.exchange_id)(copy.deepcopy(settings))
 
     async def _run(self, exchange: Any) -> None:
@@ -494,15 +495,3 @@ def _increment(mode: int, value: object, default: float) -> float:
     if mode == ccxt.DECIMAL_PLACES:
         return float(10.0**-value)
     return float(value) if mode == ccxt.TICK_SIZE else default
-
-
-def _merged(*layers: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the layers deep-merged, later ones winning."""
-    out: dict[str, Any] = {}
-    for layer in layers:
-        for key, value in layer.items():
-            if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-                out[key] = _merged(out[key], value)
-            else:
-                out[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else value
-    return out

@@ -19,7 +19,7 @@ import asyncpg
 import numpy as np
 import pandas as pd
 
-from framework.clock import Clock, WallClock
+from framework.clock import Clock, WallClock, sleep_until_or_set
 from framework.data.files import read_ohlcv
 from framework.errors import DataError, UnknownNameError
 from framework.events import Bar, MarketEvent, Tick
@@ -39,7 +39,6 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _FIRST: Final = datetime(1, 1, 2, tzinfo=UTC)  # stand-ins for an open start / end, inside timestamptz
 _LAST: Final = datetime(9999, 12, 30, tzinfo=UTC)
 _YIELD_EVERY: Final = 1024  # events between forced yields to the event loop when not sleeping
-_LONG_WAIT_NS: Final = 20_000_000  # waits longer than this can be cut short by `close()`
 
 
 class ReplaySource(Protocol):
@@ -208,7 +207,7 @@ class ReplayFeed:
                         origin = (when, pacer.now_ns())
                     target = origin[1] + int((when - origin[0]) / speed)
                     if target > pacer.now_ns():
-                        await self._sleep_until(pacer, target)
+                        await sleep_until_or_set(pacer, target, self._close_event)
                         since_yield = 0
                         if self._closed:
                             break
@@ -224,19 +223,6 @@ class ReplayFeed:
                     since_yield = 0
                     await asyncio.sleep(0)
         self._connected = False
-
-    async def _sleep_until(self, pacer: Clock, when_ns: int) -> None:
-        """Sleep on `pacer`, but wake at once when the feed is closed."""
-        if when_ns - pacer.now_ns() <= _LONG_WAIT_NS:
-            await pacer.sleep_until(when_ns)
-            return
-        sleeper = asyncio.ensure_future(pacer.sleep_until(when_ns))
-        closer = asyncio.ensure_future(self._close_event.wait())
-        try:
-            await asyncio.wait((sleeper, closer), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, closer):
-                task.cancel()
 
 
 async def _merge(streams: Sequence[_Pager]) -> AsyncGenerator[ReplayRow, None]:

@@ -18,7 +18,7 @@ from typing import Final
 
 import numpy as np
 
-from framework.clock import Clock, WallClock
+from framework.clock import Clock, WallClock, sleep_until_or_set
 from framework.events import MarketEvent, Tick
 from framework.feeds.base import FeedHealth
 from framework.instruments import Instrument
@@ -45,7 +45,6 @@ _Block = tuple[list[int], list[float], list[float], list[int], list[int], list[b
 _BLOCK: Final = 4096  # trades drawn per numpy batch; fixed, so the sequence never depends on timing
 _CHUNK: Final = 1024  # most trades emitted before yielding to the event loop
 _FUTURE_NS: Final = 86_400 * 1_000_000_000  # how far ahead a "future_time" tick is stamped
-_LONG_WAIT_NS: Final = 20_000_000  # waits longer than this can be cut short by `close()`
 
 
 class SyntheticFeed:
@@ -230,7 +229,7 @@ class SyntheticFeed:
                     if self._max_trades is not None:
                         wake_at = min(wake_at, self._max_trades)
                     wake = start + wake_at * per.numerator // per.denominator
-                    await self._sleep_until(wake)
+                    await sleep_until_or_set(self._clock, wake, self._close_event)
                     continue
             until = min(due, self._emitted + _CHUNK)
             if self._max_trades is not None:
@@ -260,19 +259,6 @@ class SyntheticFeed:
                         break
             await asyncio.sleep(0)  # let other tasks run between chunks, even when behind schedule
         self._connected = False
-
-    async def _sleep_until(self, when_ns: int) -> None:
-        """Sleep on the feed's clock, but wake at once when the feed is closed."""
-        if when_ns - self._clock.now_ns() <= _LONG_WAIT_NS:
-            await self._clock.sleep_until(when_ns)
-            return
-        sleeper = asyncio.ensure_future(self._clock.sleep_until(when_ns))
-        closer = asyncio.ensure_future(self._close_event.wait())
-        try:
-            await asyncio.wait((sleeper, closer), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, closer):
-                task.cancel()
 
     def _draw_block(self) -> _Block:
         """Draw the next `_BLOCK` trades in one go (vectorised: no per-trade RNG calls)."""

@@ -93,11 +93,25 @@ def tick_rows(
 async def _stage_and_merge(
     conn: asyncpg.Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[object, ...]], merge: str
 ) -> int:
+    """COPY `rows` into the connection's temp stage table and merge it; create the stage on first use.
+
+    The stage is created once per connection (it lives as long as the session), not per write:
+    writes are the ingestion hot path.
+    """
     stage = f"{table}_stage"
-    async with conn.transaction():
+    try:
+        return await _copy_and_merge(conn, stage, columns, rows, merge)
+    except asyncpg.UndefinedTableError:
         await conn.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
+        return await _copy_and_merge(conn, stage, columns, rows, merge)
+
+
+async def _copy_and_merge(
+    conn: asyncpg.Connection, stage: str, columns: Sequence[str], rows: Sequence[tuple[object, ...]], merge: str
+) -> int:
+    async with conn.transaction():
         await conn.copy_records_to_table(stage, records=rows, columns=list(columns))
         status = await conn.execute(merge)
     return int(status.split()[-1])

@@ -10,16 +10,16 @@ which passes ccxt's unified `clientOrderId` parameter.
 
 from __future__ import annotations
 
-import importlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import ccxt
 
 from framework.errors import RejectedError
+from framework.venues import find_profile
 
-__all__ = ["BrokerVenue", "broker_venue_for", "merged_config"]
+__all__ = ["BrokerVenue", "broker_venue_for"]
 
 
 class BrokerVenue:
@@ -59,25 +59,4 @@ class BrokerVenue:
 
 def broker_venue_for(exchange_id: str) -> BrokerVenue:
     """Return the profile of a ccxt exchange id: its own module's `VENUE` if there is one, else `BrokerVenue()`."""
-    if not exchange_id.isidentifier():
-        return BrokerVenue()
-    try:
-        module = importlib.import_module(f"{__package__}.{exchange_id}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.{exchange_id}":
-            raise
-        return BrokerVenue()
-    venue = getattr(module, "VENUE", None)
-    return venue if isinstance(venue, BrokerVenue) else BrokerVenue()
-
-
-def merged_config(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ccxt settings `base` updated by `override`, nested mappings (`options`, `urls`) merged, not replaced."""
-    result = dict(base)
-    for key, value in override.items():
-        current = result.get(key)
-        if isinstance(current, Mapping) and isinstance(value, Mapping):
-            result[key] = merged_config(current, value)
-        else:
-            result[key] = value
-    return result
+    return find_profile(__package__ or "framework.brokers.venues", exchange_id, BrokerVenue())

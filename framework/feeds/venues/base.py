@@ -9,10 +9,11 @@ other exchange gets `CcxtVenue`, which only relies on ccxt's unified `since` par
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from framework.venues import find_profile
 
 __all__ = ["CcxtVenue", "TradeCursor", "venue_for"]
 
@@ -74,13 +75,4 @@ class CcxtVenue:
 
 def venue_for(exchange_id: str) -> CcxtVenue:
     """Return the profile of a ccxt exchange id: its own module's `VENUE` if there is one, else `CcxtVenue()`."""
-    if not exchange_id.isidentifier():
-        return CcxtVenue()
-    try:
-        module = importlib.import_module(f"{__package__}.{exchange_id}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.{exchange_id}":
-            raise
-        return CcxtVenue()
-    venue = getattr(module, "VENUE", None)
-    return venue if isinstance(venue, CcxtVenue) else CcxtVenue()
+    return find_profile(__package__ or "framework.feeds.venues", exchange_id, CcxtVenue())
