@@ -55,6 +55,10 @@ Cash (`cash_policy`)
 - `"allow"`: every fill happens; cash may go negative (a credit line).
 Sells are never limited: the account is a margin account and may go short.
 
+An order's own `cash_limit` (buys) applies under every policy: the order fills as much as the
+limit affords at the fill price (the same vectorbt rule) and then ends, expired with what it did
+not buy. The engine sizes all-in entries with it, one limit per strategy sleeve.
+
 Faults (`paper_faults.FaultPlan`, `broker.faults`): dropped answers, 5xx after acting, 429 with
 Retry-After, delayed visibility, duplicate fills, late fills after an acknowledged cancel.
 
@@ -399,7 +403,8 @@ class PaperBroker:
             price = self._pricing.market(order.side, mark.close)
         else:
             return None
-        return self._pricing.cost(order.remaining, price)
+        cost = self._pricing.cost(order.remaining, price)
+        return cost if order.cash_limit is None else min(cost, order.cash_limit)
 
     def _match_bar(self, record: VenueOrder, bar: Bar, close_ns: int, events: list[BrokerEvent]) -> None:
         order = record.order

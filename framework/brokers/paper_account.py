@@ -140,14 +140,24 @@ class PaperAccount:
         wanted = order.remaining
         quantity = wanted
         currency = self.currency_of(order.symbol)
+        limited = False
+        if order.side is OrderSide.BUY and order.cash_limit is not None:
+            budget = order.cash_limit - (order.avg_price or ZERO) * order.filled - order.fees
+            quantity = self.pricing.affordable(budget, wanted, price, slipped_from, self.step(order))
+            limited = quantity < wanted
         if order.side is OrderSide.BUY and self.cash_policy != "allow":
             cash = self.balances.get(currency, ZERO)
-            quantity = self.pricing.affordable(cash, wanted, price, slipped_from, self.step(order))
-            if self.cash_policy == "reject" and quantity < wanted:
-                quantity = ZERO
+            affordable = self.pricing.affordable(cash, quantity, price, slipped_from, self.step(order))
+            if self.cash_policy == "reject" and affordable < quantity:
+                affordable = ZERO
+            limited = limited and affordable == quantity
+            quantity = affordable
         if quantity > 0:
             self._fill(record, quantity, price, time_ns, currency, events)
-        if quantity < wanted:
+        if limited:
+            spent = order.cash_limit
+            self.expire(record, f"cash limit {spent} reached; {wanted - quantity} not bought", events)
+        elif quantity < wanted:
             short = wanted - quantity
             needed = self.pricing.cost(short, price)
             self.expire(record, f"insufficient cash for {short} more: needs {needed:.2f} {currency}", events)

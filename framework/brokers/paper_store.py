@@ -105,6 +105,7 @@ class VenueOrder:
             "updated_ns": o.updated_ns,
             "reason": o.reason,
             "fill_ids": sorted(o.fill_ids),
+            "cash_limit": None if o.cash_limit is None else str(o.cash_limit),
             "seq": self.seq,
             "accepted_ns": self.accepted_ns,
             "not_before_ns": self.not_before_ns,
@@ -139,6 +140,7 @@ class VenueOrder:
             updated_ns=b["updated_ns"],
             reason=b["reason"],
             fill_ids=frozenset(b["fill_ids"]),
+            cash_limit=None if b.get("cash_limit") is None else Decimal(b["cash_limit"]),
         )
         return cls(
             order=order,

@@ -121,7 +121,14 @@ def _exponent(step: Decimal) -> Decimal:
 
 @dataclass(frozen=True, slots=True)
 class Order:
-    """One order, as the runner knows it. `client_id` is rata's own, unique, id for it."""
+    """One order, as the runner knows it. `client_id` is rata's own, unique, id for it.
+
+    `cash_limit` (buys) caps what the order may spend, fees included: the venue fills as much of
+    `quantity` as the limit affords at the fill price and ends the order there, like Binance's
+    `quoteOrderQty`. The engine sizes all-in entries this way, because it cannot know the next
+    bar's open when it decides; the paper venue then cuts the quantity exactly as vectorbt's
+    all-in entry does.
+    """
 
     client_id: str
     strategy: str
@@ -141,8 +148,13 @@ class Order:
     updated_ns: int = 0
     reason: str = ""
     fill_ids: frozenset[str] = field(default_factory=frozenset)
+    cash_limit: Decimal | None = None
 
     def __post_init__(self) -> None:
+        if self.cash_limit is not None and (
+            not isinstance(self.cash_limit, Decimal) or not self.cash_limit.is_finite() or self.cash_limit <= 0
+        ):
+            raise RejectedError(f"cash limit must be a positive Decimal, got {self.cash_limit!r}")
         if not self.client_id:
             raise RejectedError("an order needs a client id")
         if not isinstance(self.quantity, Decimal) or not self.quantity.is_finite() or self.quantity <= 0:

@@ -1,0 +1,1 @@
+"""The live trading engine: strategy instances, sizing, order management and reconciliation."""
