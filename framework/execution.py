@@ -16,8 +16,10 @@ One set of rules decides when and at what price a decision fills and how large t
   fees are then paid on top (vectorbt's `size_type="value"`). An opposite signal when shorting is
   allowed closes and reverses the position in one order.
 - **Sizing (target weights).** The strategy's equity is shared; at each rebalance the target
-  quantity is `weight * equity / fill price` (equity valued at the fill prices), and the order
-  is the difference with the current position, rounded down to the quantity step; sells run first.
+  quantity is `weight * equity / price`, with the price and the equity taken at the decision
+  bar's close (the last prices known when deciding: the live engine cannot know the next open),
+  and the order is the difference with the current position, rounded down to the quantity step;
+  sells run first, and a buy the cash cannot cover at the fill price is cut to what it affords.
 - **End.** Open positions at the end are marked to market at the last close, not dropped.
 """
 

@@ -122,11 +122,17 @@ def simulate(
             **common,
         )
     weights = _stack([d.arrays["weights"] for d in checked], shape, float)
+    # Target quantities are sized at the decision bar's close (the last price known when the
+    # decision is taken, as the live engine must) and filled at the next open.
+    decision_close = _tile(np.asfortranarray(close_values), n)
+    if shift:
+        decision_close = _shift_down(decision_close, np.nan)
+        decision_close[0] = price[0]
     return vbt.Portfolio.from_orders(
         close,
         size=_shift_down(weights, np.nan) if shift else weights,
         size_type="targetpercent",
-        val_price=price,
+        val_price=decision_close,
         init_cash=model.cash,
         cash_sharing=True,
         call_seq="auto",

@@ -1,0 +1,281 @@
+"""Order, fill and reconciliation persistence for the order manager, in PostgreSQL.
+
+Rows map to `Order`s and `Fill`s here and nowhere else; the schema lives in `migrations/003_trading.sql`
+(orders, order_events, fills), `004_order_cash_limit.sql` and `005_order_manager.sql` (the client id
+prefix, reconciliations).
+
+Every write is one SQL statement, hence one transaction and one round trip: the statements are
+hand-written with data-modifying CTEs so that an order row and its `order_events` row (and, for a
+fill, the fill row too) commit together or not at all, and so that the signal-to-broker path pays a
+single round trip for the intent. Times are the injected clock's (replay runs in simulated time),
+stored with microsecond precision.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from framework.engine.intents import OrderIntent
+from framework.events import datetime_to_ns, ns_to_datetime
+from framework.orders.model import TERMINAL_STATUSES, Fill, Mode, Order, OrderSide, OrderStatus, OrderType
+
+__all__ = ["OrderEvent", "OrderStore"]
+
+_TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
+
+_ORDER_COLUMNS = """
+    o.client_id, o.strategy, o.venue, o.symbol, o.side, o.type, o.quantity, o.limit_price, o.mode, o.status,
+    o.filled, o.avg_price, o.fees, o.venue_order_id, o.reason, o.created_at, o.updated_at, o.cash_limit,
+    ARRAY(SELECT f.fill_id FROM fills f WHERE f.venue = o.venue AND f.client_id = o.client_id) AS fill_ids
+"""
+
+_INSERT_INTENTS = """
+WITH input AS MATERIALIZED (
+    SELECT $1::text || nextval('order_client_seq') AS client_id, t.*
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[], $7::numeric[], $8::numeric[],
+                $9::text[]) WITH ORDINALITY AS t(strategy, symbol, side, type, quantity, limit_price, cash_limit,
+                detail, ord)
+), inserted AS (
+    INSERT INTO orders (client_id, strategy, venue, symbol, side, type, quantity, limit_price, cash_limit, mode,
+                        status, created_at, updated_at)
+    SELECT client_id, strategy, $10, symbol, side, type, quantity, limit_price, cash_limit, $11, 'new', $12, $12
+    FROM input
+    RETURNING client_id
+), events AS (
+    INSERT INTO order_events (client_id, status, detail, time)
+    SELECT i.client_id, 'new', i.detail, $12 FROM input i JOIN inserted USING (client_id)
+)
+SELECT client_id FROM input ORDER BY ord
+"""
+
+_SAVE_ORDER = """
+WITH updated AS (
+    UPDATE orders SET status = $2, filled = $3, avg_price = $4, fees = $5, venue_order_id = $6, reason = $7,
+                      updated_at = $8
+    WHERE client_id = $1
+    RETURNING client_id
+)
+INSERT INTO order_events (client_id, status, detail, time) SELECT client_id, $2, $9, $8 FROM updated
+"""
+
+_SAVE_FILL = """
+WITH fill AS (
+    INSERT INTO fills (venue, fill_id, client_id, strategy, symbol, side, quantity, price, fee, mode, time)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    ON CONFLICT (venue, fill_id) DO NOTHING
+    RETURNING client_id
+), updated AS (
+    UPDATE orders SET status = $12, filled = $13, avg_price = $14, fees = $15, updated_at = $16
+    WHERE client_id = (SELECT client_id FROM fill)
+    RETURNING client_id
+), events AS (
+    INSERT INTO order_events (client_id, status, detail, time) SELECT client_id, $12, $17, $16 FROM updated
+)
+SELECT EXISTS (SELECT 1 FROM fill)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    """One row of an order's history (`order_events`)."""
+
+    client_id: str
+    status: str
+    detail: str
+    time_ns: int
+
+
+class OrderStore:
+    """Reads and writes orders, their events, fills and reconciliations through an injected asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def client_prefix(self) -> str:
+        """Return this database's client order id prefix (drawn once, by migration 005)."""
+        prefix = await self._pool.fetchval("SELECT prefix FROM order_client_prefix WHERE id")
+        return str(prefix)
+
+    async def insert_intents(
+        self, prefix: str, intents: Sequence[OrderIntent], *, venue: str, mode: Mode, time_ns: int
+    ) -> list[str]:
+        """Commit `intents` as new orders (with a 'new' event each) in one statement; return their client ids.
+
+        The ids are `prefix` followed by the next values of `order_client_seq`, in the intents' order.
+        """
+        rows = await self._pool.fetch(
+            _INSERT_INTENTS,
+            prefix,
+            [i.strategy for i in intents],
+            [i.symbol for i in intents],
+            [i.side.value for i in intents],
+            [i.type.value for i in intents],
+            [i.quantity for i in intents],
+            [i.limit_price for i in intents],
+            [i.cash_limit for i in intents],
+            [i.reason for i in intents],
+            venue,
+            mode.value,
+            ns_to_datetime(time_ns),
+        )
+        return [str(row["client_id"]) for row in rows]
+
+    async def save(self, order: Order, detail: str, time_ns: int) -> None:
+        """Write `order`'s state and an event row for it (status and `detail`), together."""
+        await self._pool.execute(
+            _SAVE_ORDER,
+            order.client_id,
+            order.status.value,
+            order.filled,
+            order.avg_price,
+            order.fees,
+            order.venue_order_id,
+            order.reason,
+            ns_to_datetime(time_ns),
+            detail,
+        )
+
+    async def save_fill(self, fill: Fill, order: Order, detail: str, time_ns: int) -> bool:
+        """Write `fill`, the order it leaves (`order`) and an event, together; False if the fill was stored before."""
+        inserted = await self._pool.fetchval(
+            _SAVE_FILL,
+            fill.venue,
+            fill.fill_id,
+            fill.client_id,
+            fill.strategy,
+            fill.symbol,
+            fill.side.value,
+            fill.quantity,
+            fill.price,
+            fill.fee,
+            fill.mode.value,
+            ns_to_datetime(fill.time_ns or time_ns),
+            order.status.value,
+            order.filled,
+            order.avg_price,
+            order.fees,
+            ns_to_datetime(time_ns),
+            detail,
+        )
+        return bool(inserted)
+
+    async def load_active(self, venue: str, mode: Mode) -> list[Order]:
+        """Return the venue's orders of `mode` that are not terminal, oldest first."""
+        rows = await self._pool.fetch(
+            f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.venue = $1 AND o.mode = $2 "
+            "AND o.status <> ALL($3::text[]) ORDER BY o.created_at, o.client_id",
+            venue,
+            mode.value,
+            _TERMINAL,
+        )
+        return [_order(row) for row in rows]
+
+    async def load_ended_since(self, venue: str, mode: Mode, since_ns: int) -> list[Order]:
+        """Return the venue's orders of `mode` cancelled or expired at or after `since_ns` (late fills may follow)."""
+        rows = await self._pool.fetch(
+            f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.venue = $1 AND o.mode = $2 "
+            "AND o.status IN ('cancelled', 'expired') AND o.updated_at >= $3 ORDER BY o.created_at, o.client_id",
+            venue,
+            mode.value,
+            ns_to_datetime(since_ns),
+        )
+        return [_order(row) for row in rows]
+
+    async def load_order(self, client_id: str) -> Order | None:
+        """Return the order with `client_id`, or None."""
+        row = await self._pool.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.client_id = $1", client_id)
+        return None if row is None else _order(row)
+
+    async def known_client_ids(self, client_ids: Iterable[str]) -> set[str]:
+        """Return which of `client_ids` the orders table holds."""
+        rows = await self._pool.fetch(
+            "SELECT client_id FROM orders WHERE client_id = ANY($1::text[])", list(client_ids)
+        )
+        return {str(row["client_id"]) for row in rows}
+
+    async def load_fills(self, venue: str, mode: Mode, client_id: str | None = None) -> list[Fill]:
+        """Return the venue's fills of `mode` (of one order), in time order."""
+        rows = await self._pool.fetch(
+            "SELECT * FROM fills WHERE venue = $1 AND mode = $2 AND ($3::text IS NULL OR client_id = $3) "
+            "ORDER BY time, fill_id",
+            venue,
+            mode.value,
+            client_id,
+        )
+        return [_fill(row) for row in rows]
+
+    async def events(self, client_id: str) -> list[OrderEvent]:
+        """Return the history of one order, oldest first."""
+        rows = await self._pool.fetch(
+            "SELECT client_id, status, detail, time FROM order_events WHERE client_id = $1 ORDER BY id", client_id
+        )
+        return [OrderEvent(r["client_id"], r["status"], r["detail"], datetime_to_ns(r["time"])) for r in rows]
+
+    async def record_reconciliation(
+        self,
+        *,
+        time_ns: int,
+        venue: str,
+        mode: Mode,
+        ok: bool,
+        reason: str,
+        differences: Sequence[Mapping[str, Any]],
+    ) -> int:
+        """Store one reconciliation and what differed; return its id."""
+        return int(
+            await self._pool.fetchval(
+                "INSERT INTO reconciliations (time, venue, mode, ok, reason, differences) "
+                "VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING id",
+                ns_to_datetime(time_ns),
+                venue,
+                mode.value,
+                ok,
+                reason,
+                json.dumps(list(differences), default=str),
+            )
+        )
+
+
+def _order(row: asyncpg.Record) -> Order:
+    return Order(
+        client_id=row["client_id"],
+        strategy=row["strategy"],
+        venue=row["venue"],
+        symbol=row["symbol"],
+        side=OrderSide(row["side"]),
+        quantity=row["quantity"],
+        type=OrderType(row["type"]),
+        limit_price=row["limit_price"],
+        mode=Mode(row["mode"]),
+        status=OrderStatus(row["status"]),
+        filled=row["filled"],
+        avg_price=row["avg_price"],
+        fees=row["fees"],
+        venue_order_id=row["venue_order_id"],
+        created_ns=datetime_to_ns(row["created_at"]),
+        updated_ns=datetime_to_ns(row["updated_at"]),
+        reason=row["reason"],
+        fill_ids=frozenset(row["fill_ids"] or ()),
+        cash_limit=row["cash_limit"],
+    )
+
+
+def _fill(row: asyncpg.Record) -> Fill:
+    return Fill(
+        fill_id=row["fill_id"],
+        client_id=row["client_id"],
+        venue=row["venue"],
+        symbol=row["symbol"],
+        side=OrderSide(row["side"]),
+        quantity=row["quantity"],
+        price=row["price"],
+        fee=row["fee"],
+        time_ns=datetime_to_ns(row["time"]),
+        strategy=row["strategy"],
+        mode=Mode(row["mode"]),
+    )

@@ -1,0 +1,325 @@
+"""`StrategyEngine`: runs many strategy instances, each deciding at the close of its timeframe's bars.
+
+At every bar close the engine appends the closed bars to one rolling panel per (timeframe,
+universe) — instances over the same universe share the panel, so the memoised indicators of
+`framework.indicators` are computed once for all of them — calls each running instance's
+`decide()` (the very call the backtest makes) on a window of at least `warmup + 1` bars, turns the
+last row into order intents (`framework.engine.sizing`) and hands every intent of that close to
+the order sink in one call.
+
+A strategy that raises, returns something malformed, or runs longer than `decision_timeout_s`
+is disabled with the error recorded in its row and reported to listeners; the others go on. A
+timed-out call cannot be interrupted (Python threads cannot be killed): its thread finishes in
+the background and its result is dropped.
+
+Bars of one close may arrive one symbol at a time (live) or all at once (replay): a close is
+decided when every symbol of the timeframe has its bar, or when `on_time(now)` finds the close
+older than `close_grace_ns` (symbols without a bar are carried forward by the panel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from framework.bars import Bars
+from framework.engine.instances import InstanceSpec, InstanceState, InstanceStore
+from framework.engine.intents import OrderIntent
+from framework.engine.panel import RollingPanel
+from framework.engine.sizing import PositionSource, SizingContext, signal_intents, weight_intents
+from framework.errors import StrategyError, UnknownNameError
+from framework.events import Bar
+from framework.execution import ExecutionModel
+from framework.instruments import Instrument
+from framework.orders.model import Order
+from framework.strategy import DecisionArrays, Strategy
+from framework.timeframes import timeframe_ns
+
+__all__ = ["CloseReport", "HistoryLoader", "IntentSink", "StrategyEngine"]
+
+log = logging.getLogger(__name__)
+
+HistoryLoader = Callable[[Sequence[str], str, int, int], Awaitable[Bars | None]]
+"""`(symbols, timeframe, before_close_ns, count)` -> the newest `count` bars closing at or before."""
+
+
+class IntentSink(Protocol):
+    """Where intents go (the order manager)."""
+
+    async def submit_many(self, intents: Sequence[OrderIntent]) -> list[Order]:
+        """Commit, risk-check and send every intent; return the orders."""
+        ...
+
+
+@dataclass
+class _Running:
+    spec: InstanceSpec
+    strategy: Strategy
+    warmup: int
+    decisions: int = 0
+    last_decision_ns: int = 0
+
+
+@dataclass
+class CloseReport:
+    """What one bar close did: the decisions, the intents and how long each step took."""
+
+    timeframe: str
+    close_ns: int
+    decided: list[str] = field(default_factory=list)
+    intents: list[OrderIntent] = field(default_factory=list)
+    orders: list[Order] = field(default_factory=list)
+    disabled: list[tuple[str, str]] = field(default_factory=list)
+    started_perf_ns: int = 0
+    signals_perf_ns: dict[str, int] = field(default_factory=dict)
+    submitted_perf_ns: int = 0
+
+
+class StrategyEngine:
+    """Decide every running instance at each close of its timeframe and send the intents to `sink`.
+
+    `book` gives positions (the order manager's `PositionBook`); `instruments` the lot sizes;
+    `model` the sizing rules (its `fees` and `slippage` should be the venue's). `store` persists
+    state changes (optional for tests and parity runs). `before_decide` is awaited before the
+    decisions of a close (the runner uses it to let the venue's fills of that bar settle first).
+    """
+
+    def __init__(
+        self,
+        sink: IntentSink,
+        book: PositionSource,
+        instruments: Mapping[str, Instrument],
+        *,
+        model: ExecutionModel | None = None,
+        store: InstanceStore | None = None,
+        history: HistoryLoader | None = None,
+        before_decide: Callable[[], Awaitable[None]] | None = None,
+        decision_timeout_s: float = 5.0,
+        close_grace_ns: int = 2_000_000_000,
+        headroom: float = 1.5,
+        workers: int = 4,
+    ) -> None:
+        self.sink = sink
+        self.book = book
+        self.instruments = dict(instruments)
+        self.model = model or ExecutionModel()
+        self.store = store
+        self.history = history
+        self.before_decide = before_decide
+        self.decision_timeout_s = decision_timeout_s
+        self.close_grace_ns = close_grace_ns
+        self.headroom = headroom
+        self.instances: dict[str, _Running] = {}
+        self.panels: dict[tuple[str, tuple[str, ...]], RollingPanel] = {}
+        self._pending: dict[str, dict[int, dict[str, Bar]]] = {}
+        self._listeners: list[Callable[[str, InstanceState, str | None], Awaitable[None]]] = []
+        self._report_listeners: list[Callable[[CloseReport], None]] = []
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rata-decide")
+        self._lock = asyncio.Lock()
+
+    # -- instances ---------------------------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[str, InstanceState, str | None], Awaitable[None]]) -> None:
+        """Await `listener(instance_id, state, error)` on every state change."""
+        self._listeners.append(listener)
+
+    def add_report_listener(self, listener: Callable[[CloseReport], None]) -> None:
+        """Call `listener(report)` after every decided close (metrics, benchmarks)."""
+        self._report_listeners.append(listener)
+
+    async def load(self, specs: Iterable[InstanceSpec], end_ns: int | None = None) -> None:
+        """Register instances (their panels warmed up from history when a loader is given)."""
+        for spec in specs:
+            await self.add(spec, end_ns=end_ns)
+
+    async def add(self, spec: InstanceSpec, *, end_ns: int | None = None) -> None:
+        """Register one instance; its state is taken from the spec."""
+        strategy = spec.build()
+        missing = [s for s in spec.symbols if s not in self.instruments]
+        if missing:
+            raise UnknownNameError("instrument", missing[0], sorted(self.instruments))
+        running = _Running(spec, strategy, strategy.warmup_bars())
+        self.instances[spec.id] = running
+        await self._ensure_panel(spec, running.warmup + 2, end_ns)
+
+    def get(self, instance_id: str) -> InstanceSpec:
+        """Return an instance's spec (with its current state)."""
+        return self._running(instance_id).spec
+
+    async def set_state(self, instance_id: str, state: InstanceState, error: str | None = None) -> None:
+        """Start, stop, pause or disable an instance (persisted when a store is set)."""
+        running = self._running(instance_id)
+        if state is InstanceState.RUNNING and running.spec.state is InstanceState.DISABLED and error is None:
+            log.info("re-enabling strategy instance %s", instance_id)
+        running.spec = running.spec.evolve(
+            state=state, last_error=error if error is not None else running.spec.last_error
+        )
+        if self.store is not None:
+            await self.store.set_state(instance_id, state, error)
+        for listener in self._listeners:
+            await listener(instance_id, state, error)
+
+    async def set_params(self, instance_id: str, params: Mapping[str, Any]) -> InstanceSpec:
+        """Change parameters at run time (validated by the class's declarations)."""
+        running = self._running(instance_id)
+        if self.store is not None:
+            spec = await self.store.set_params(instance_id, dict(params))
+            spec = spec.evolve(state=running.spec.state)
+        else:
+            built = running.spec.evolve(params={**running.spec.params, **params}).build()
+            spec = running.spec.evolve(params=dict(built.values))
+        strategy = spec.build()
+        running.spec, running.strategy, running.warmup = spec, strategy, strategy.warmup_bars()
+        await self._ensure_panel(spec, running.warmup + 2, None)
+        return spec
+
+    def _running(self, instance_id: str) -> _Running:
+        running = self.instances.get(instance_id)
+        if running is None:
+            raise UnknownNameError("strategy instance", instance_id, sorted(self.instances))
+        return running
+
+    async def _ensure_panel(self, spec: InstanceSpec, rows: int, end_ns: int | None) -> None:
+        key = (spec.timeframe, spec.symbols)
+        panel = self.panels.get(key)
+        if panel is not None and panel.capacity >= rows:
+            return
+        capacity = max(rows, 2 * (panel.capacity if panel else 0), 32)
+        fresh = RollingPanel(spec.symbols, capacity, instruments=self.instruments, timeframe=spec.timeframe)
+        last = panel.last_time_ns if panel is not None else end_ns
+        if self.history is not None and last is not None:
+            bars = await self.history(spec.symbols, spec.timeframe, last, capacity)
+            if bars is not None and len(bars):
+                fresh.append_frame(bars)
+        elif panel is not None and len(panel):
+            fresh.append_frame(panel.window())
+        self.panels[key] = fresh
+
+    # -- bars --------------------------------------------------------------------------------
+
+    async def on_bars(self, bars: Iterable[Bar], close_ns: int | None = None) -> list[CloseReport]:
+        """Take closed bars; decide every close that is complete. `close_ns` defaults to open + length."""
+        reports: list[CloseReport] = []
+        touched: set[str] = set()
+        for bar in bars:
+            closes = self._pending.setdefault(bar.timeframe, {})
+            at = close_ns if close_ns is not None else bar.open_ns + timeframe_ns(bar.timeframe)
+            closes.setdefault(at, {})[bar.symbol] = bar
+            touched.add(bar.timeframe)
+        for timeframe in sorted(touched):
+            reports.extend(await self._decide_ready(timeframe, None))
+        return reports
+
+    async def on_time(self, now_ns: int) -> list[CloseReport]:
+        """Decide the closes older than the grace period even if some symbols sent no bar."""
+        reports: list[CloseReport] = []
+        for timeframe in list(self._pending):
+            reports.extend(await self._decide_ready(timeframe, now_ns - self.close_grace_ns))
+        return reports
+
+    def _universe(self, timeframe: str) -> set[str]:
+        return {s for (tf, symbols) in self.panels if tf == timeframe for s in symbols}
+
+    async def _decide_ready(self, timeframe: str, overdue_before_ns: int | None) -> list[CloseReport]:
+        closes = self._pending.get(timeframe, {})
+        universe = self._universe(timeframe)
+        reports = []
+        for at in sorted(closes):
+            received = closes[at]
+            complete = universe.issubset(received)
+            later = any(t > at for t in closes)
+            overdue = overdue_before_ns is not None and at <= overdue_before_ns
+            if not (complete or later or overdue):
+                break
+            del closes[at]
+            reports.append(await self._decide_close(timeframe, at, received))
+        return reports
+
+    async def _decide_close(self, timeframe: str, close_ns: int, bars: Mapping[str, Bar]) -> CloseReport:
+        async with self._lock:
+            report = CloseReport(timeframe, close_ns, started_perf_ns=time.perf_counter_ns())
+            groups = [(key, p) for key, p in self.panels.items() if key[0] == timeframe]
+            for _, panel in groups:
+                last = panel.last_time_ns
+                if last is None or close_ns > last:
+                    panel.append(close_ns, [bars[s] for s in panel.symbols if s in bars])
+            deciding = [
+                r
+                for r in self.instances.values()
+                if r.spec.timeframe == timeframe and r.spec.state is InstanceState.RUNNING
+            ]
+            if not deciding:
+                return report
+            if self.before_decide is not None:
+                await self.before_decide()
+            windows: dict[tuple[str, tuple[str, ...]], Bars] = {}
+            jobs = []
+            for running in deciding:
+                key = (timeframe, running.spec.symbols)
+                panel = self.panels[key]
+                if len(panel) < running.warmup + 1 or panel.last_time_ns != close_ns:
+                    continue
+                if key not in windows:
+                    windows[key] = panel.window()
+                jobs.append((running, panel, windows[key]))
+            results = await asyncio.gather(*(self._decide_one(r, w) for r, _, w in jobs))
+            for (running, panel, window), result in zip(jobs, results, strict=True):
+                if isinstance(result, str):
+                    report.disabled.append((running.spec.id, result))
+                    await self.set_state(running.spec.id, InstanceState.DISABLED, result)
+                    continue
+                report.signals_perf_ns[running.spec.id] = time.perf_counter_ns()
+                report.decided.append(running.spec.id)
+                running.decisions += 1
+                running.last_decision_ns = close_ns
+                report.intents.extend(self._intents(running, panel, window, result, close_ns))
+            if report.intents:
+                report.submitted_perf_ns = time.perf_counter_ns()
+                report.orders = await self.sink.submit_many(report.intents)
+            for listener in self._report_listeners:
+                listener(report)
+            return report
+
+    async def _decide_one(self, running: _Running, window: Bars) -> DecisionArrays | str:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, running.strategy.decide_arrays, window)
+        try:
+            return await asyncio.wait_for(future, self.decision_timeout_s)
+        except TimeoutError:
+            error = f"{running.strategy.name}.signals() took longer than {self.decision_timeout_s:g} s"
+        except StrategyError as exc:
+            error = str(exc)
+        except Exception as exc:  # a broken strategy must never stop the runner
+            error = f"{running.strategy.name}: {type(exc).__name__}: {exc}"
+        log.error("strategy instance %s disabled: %s", running.spec.id, error)
+        return error
+
+    def _intents(
+        self, running: _Running, panel: RollingPanel, window: Bars, decision: DecisionArrays, close_ns: int
+    ) -> list[OrderIntent]:
+        spec = running.spec
+        ctx = SizingContext(
+            instance=spec.id,
+            venue=spec.venue,
+            capital=Decimal(spec.capital),
+            symbols=spec.symbols,
+            instruments=self.instruments,
+            closes=window.close.to_numpy()[-1],
+            book=self.book,
+            model=self.model,
+            decision_ns=close_ns,
+            headroom=self.headroom,
+        )
+        if decision.kind == "weights":
+            return weight_intents(ctx, decision)
+        return signal_intents(ctx, decision)
+
+    async def close(self) -> None:
+        """Stop deciding; let running decisions finish in the background."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
