@@ -15,9 +15,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from framework.errors import ParameterError
 
-__all__ = ["SECRET_FIELDS", "Settings", "load_settings"]
+__all__ = ["RUN_TABLES", "SECRET_FIELDS", "Settings", "load_settings"]
 
-SECRET_FIELDS = ("database_url",)
+SECRET_FIELDS = ("database_url", "master_key", "jwt_secret")
+RUN_TABLES = ("runner", "feed", "broker", "risk", "strategies")
 
 
 class Settings(BaseSettings):
@@ -35,6 +36,16 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(10, ge=1, le=500)
     db_command_timeout: float = Field(30.0, gt=0)
     log_level: str = "INFO"
+    master_key: SecretStr | None = Field(
+        None, description="Fernet key(s) encrypting broker credentials, comma-separated, newest first"
+    )
+    master_key_file: Path | None = Field(None, description="a file of Fernet keys, one a line, newest first")
+    jwt_secret: SecretStr | None = Field(None, description="HS256 key of access tokens (at least 32 bytes)")
+    jwt_secret_file: Path | None = Field(None, description="a file holding the HS256 key of access tokens")
+    jwt_issuer: str = "rata"
+    jwt_audience: str = "rata-api"
+    access_token_ttl_s: int = Field(600, ge=30, le=86_400)
+    refresh_token_ttl_s: int = Field(14 * 86_400, ge=300, le=366 * 86_400)
 
     @property
     def embedded_db_dir(self) -> Path:
@@ -68,7 +79,9 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
         path = Path(config)
         if not path.exists():
             raise ParameterError(f"no such config file: {path}")
-        file_values = TomlConfigSettingsSource(Settings, toml_file=path).toml_data
+        file_values = dict(TomlConfigSettingsSource(Settings, toml_file=path).toml_data)
+        for table in RUN_TABLES:  # the runner's own tables (`runner.config`), not settings
+            file_values.pop(table, None)
         secrets = sorted(set(file_values) & set(SECRET_FIELDS))
         if secrets:
             raise ParameterError(f"{path}: secrets must come from the environment, not the config file: {secrets}")

@@ -37,8 +37,9 @@ _EPOCH_DAY = np.datetime64("1970-01-01", "D")
 def bar_duration(data: Bars) -> pd.Timedelta:
     """Return the nominal duration of one bar: the panel's timeframe, else its median spacing."""
     if data.timeframe:
+        label = data.timeframe[:-1] + "D" if data.timeframe.endswith("d") else data.timeframe
         try:
-            step = pd.Timedelta(data.timeframe)
+            step = pd.Timedelta(label)
         except ValueError:  # a calendar frequency such as "1M" has no fixed duration
             step = pd.Timedelta(0)
         if step > pd.Timedelta(0):

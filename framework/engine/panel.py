@@ -101,7 +101,19 @@ class RollingPanel:
         times = bars.index.as_unit("ns").asi8
         for i, close_ns in enumerate(times):
             rows = [
-                Bar("", s, self.timeframe or "", 0, *(float(f[i, c]) for f in fields), np.nan, 0)
+                Bar(
+                    "",
+                    s,
+                    self.timeframe or "",
+                    0,
+                    float(fields[0][i, c]),
+                    float(fields[1][i, c]),
+                    float(fields[2][i, c]),
+                    float(fields[3][i, c]),
+                    float(fields[4][i, c]),
+                    float("nan"),
+                    0,
+                )
                 for c, s in enumerate(self.symbols)
                 if not np.isnan(fields[3][i, c])
             ]

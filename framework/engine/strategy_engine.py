@@ -86,8 +86,10 @@ class StrategyEngine:
 
     `book` gives positions (the order manager's `PositionBook`); `instruments` the lot sizes;
     `model` the sizing rules (its `fees` and `slippage` should be the venue's). `store` persists
-    state changes (optional for tests and parity runs). `before_decide` is awaited before the
-    decisions of a close (the runner uses it to let the venue's fills of that bar settle first).
+    state changes (optional for tests and parity runs). `on_close(timeframe, close_ns, bars)` is
+    awaited first at every close with all of its bars (the runner feeds the paper venue there, all
+    symbols at once, so sells free cash before buys spend it as in vectorbt), then `before_decide`
+    before the decisions (the runner lets the venue's fills of that bar settle).
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class StrategyEngine:
         store: InstanceStore | None = None,
         history: HistoryLoader | None = None,
         before_decide: Callable[[], Awaitable[None]] | None = None,
+        on_close: Callable[[str, int, list[Bar]], Awaitable[None]] | None = None,
         decision_timeout_s: float = 5.0,
         close_grace_ns: int = 2_000_000_000,
         headroom: float = 1.5,
@@ -112,6 +115,7 @@ class StrategyEngine:
         self.store = store
         self.history = history
         self.before_decide = before_decide
+        self.on_close = on_close
         self.decision_timeout_s = decision_timeout_s
         self.close_grace_ns = close_grace_ns
         self.headroom = headroom
@@ -244,6 +248,8 @@ class StrategyEngine:
     async def _decide_close(self, timeframe: str, close_ns: int, bars: Mapping[str, Bar]) -> CloseReport:
         async with self._lock:
             report = CloseReport(timeframe, close_ns, started_perf_ns=time.perf_counter_ns())
+            if self.on_close is not None:
+                await self.on_close(timeframe, close_ns, list(bars.values()))
             groups = [(key, p) for key, p in self.panels.items() if key[0] == timeframe]
             for _, panel in groups:
                 last = panel.last_time_ns
@@ -295,7 +301,7 @@ class StrategyEngine:
             error = f"{running.strategy.name}.signals() took longer than {self.decision_timeout_s:g} s"
         except StrategyError as exc:
             error = str(exc)
-        except Exception as exc:  # a broken strategy must never stop the runner
+        except Exception as exc:  # noqa: BLE001 - a broken strategy must never stop the runner
             error = f"{running.strategy.name}: {type(exc).__name__}: {exc}"
         log.error("strategy instance %s disabled: %s", running.spec.id, error)
         return error
