@@ -142,9 +142,13 @@ class StrategyEngine:
         for spec in specs:
             await self.add(spec, end_ns=end_ns)
 
-    async def add(self, spec: InstanceSpec, *, end_ns: int | None = None) -> None:
-        """Register one instance; its state is taken from the spec."""
-        strategy = spec.build()
+    async def add(self, spec: InstanceSpec, *, strategy: Strategy | None = None, end_ns: int | None = None) -> None:
+        """Register one instance; its state is taken from the spec.
+
+        `strategy` is the built strategy object when its class is not in the `strategies` package
+        (one defined in a notebook or a test); by default the spec builds it from the registry.
+        """
+        strategy = strategy if strategy is not None else spec.build()
         missing = [s for s in spec.symbols if s not in self.instruments]
         if missing:
             raise UnknownNameError("instrument", missing[0], sorted(self.instruments))

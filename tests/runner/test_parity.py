@@ -64,4 +64,5 @@ def test_cli_prints_the_summary_and_exits_nonzero_on_a_difference(admin_dsn: str
         app, ["parity", "sma_cross", "--dataset", "GOOG", "--set", "short=true", "--fees", "0.001"], env=env
     )
     assert differs.exit_code == 1, differs.output
-    assert "parity FAILED" in differs.output and "first: fill" in differs.output
+    assert "parity FAILED" in differs.output
+    assert "first: fill" in differs.output
