@@ -27,7 +27,7 @@ lint: install
 	$(BIN)/ruff format --check framework runner strategies dashboards tests
 	$(BIN)/mypy
 
-unit: install
+unit: install promtool
 	$(BIN)/pytest -n 2 --dist loadfile --basetemp=$(CURDIR)/.pytest-tmp
 
 test: lint unit
@@ -37,3 +37,11 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache reports
+
+# promtool checks the Prometheus alert rules (tests/monitoring); Debian's prometheus package ships it.
+# Its post-install may try to start the prometheus service: harmless, and nothing here needs it.
+.PHONY: promtool
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }

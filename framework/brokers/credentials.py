@@ -1,32 +1,30 @@
-"""Exchange API keys from the environment, until the encrypted credential store exists.
+"""Exchange API keys: from the encrypted credential store first, else from the environment.
 
-A live runner reads `RATA_<EXCHANGE>_API_KEY` and `RATA_<EXCHANGE>_SECRET` (the ccxt exchange id
-upper-cased, anything not a letter or digit replaced by `_`: `RATA_BINANCE_API_KEY`,
-`RATA_BINANCEUSDM_SECRET`). The values never appear in a repr, a log line or an error message;
-only the variable names do.
+`load_credentials(exchange_id, pool)` looks in the credential store (`rata credentials set`,
+`framework.security.credentials`) when given a pool, and falls back to the environment when the
+store has nothing for that exchange. `credentials_from_env` reads `RATA_<EXCHANGE>_API_KEY` and
+`RATA_<EXCHANGE>_SECRET` (the ccxt exchange id upper-cased, anything not a letter or digit
+replaced by `_`: `RATA_BINANCE_API_KEY`, `RATA_BINANCEUSDM_SECRET`). The values never appear in
+a repr, a log line or an error message; only the exchange and the variable names do.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+import asyncpg
 
 from framework.errors import RejectedError
+from framework.security.credentials import ApiCredentials, CredentialStore
+from framework.security.keys import MasterKeys
+from framework.settings import Settings, load_settings
 
-__all__ = ["ApiCredentials", "credentials_from_env", "env_names"]
+__all__ = ["ApiCredentials", "credentials_from_env", "env_names", "load_credentials"]
 
-
-@dataclass(frozen=True, slots=True, repr=False)
-class ApiCredentials:
-    """An API key and its secret. The repr shows neither."""
-
-    api_key: str
-    secret: str
-
-    def __repr__(self) -> str:
-        return "ApiCredentials(api_key=<hidden>, secret=<hidden>)"
+log = logging.getLogger(__name__)
 
 
 def env_names(exchange_id: str) -> tuple[str, str]:
@@ -44,3 +42,27 @@ def credentials_from_env(exchange_id: str, environ: Mapping[str, str] | None = N
     if missing:
         raise RejectedError(f"no API credentials for {exchange_id}: set {' and '.join(missing)}")
     return ApiCredentials(values[0], values[1])
+
+
+async def load_credentials(
+    exchange_id: str,
+    pool: asyncpg.Pool | None = None,
+    *,
+    keys: MasterKeys | None = None,
+    settings: Settings | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ApiCredentials:
+    """Return `exchange_id`'s credentials: from the store when `pool` is given and has them, else the environment.
+
+    The master keys are `keys`, else those of `settings` (else of the environment's settings).
+    Credentials stored but not decryptable raise `CredentialError` rather than falling back: a
+    wrong master key should be fixed, not silently bypassed by stale variables.
+    """
+    if pool is not None:
+        if keys is None:
+            keys = MasterKeys.from_settings(settings if settings is not None else load_settings())
+        stored = await CredentialStore(pool, keys).get(exchange_id)
+        if stored is not None:
+            log.info("API credentials for %s come from the credential store", exchange_id)
+            return stored
+    return credentials_from_env(exchange_id, environ)
