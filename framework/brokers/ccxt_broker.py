@@ -67,7 +67,7 @@ from framework.clock import Clock, WallClock
 from framework.data.backfill import instrument_from_market, make_exchange
 from framework.errors import RejectedError, TransientError, UnknownNameError
 from framework.instruments import Instrument
-from framework.orders.model import Mode, Order, OrderStatus, OrderType, OrderUpdate
+from framework.orders.model import Fill, Mode, Order, OrderStatus, OrderType, OrderUpdate
 
 __all__ = ["CcxtBroker"]
 
@@ -335,6 +335,16 @@ class CcxtBroker:
             if amount:
                 result[str(code)] = amount
         return result
+
+    async def fills(self, client_id: str) -> list[Fill]:
+        """Return the venue's fills of one order (its trades, ids as on `events()`), for reconciliation; [] if none."""
+        order = await self.query(client_id)
+        if order is None or order.filled <= 0:
+            return []
+        symbol = self._symbol_of[client_id]
+        probe = TrackedOrder(order, symbol, order.status, Decimal(0))
+        trades = await self._order_trades(probe, order)
+        return probe.new_fills(trades, order, self._market(symbol), self._clock.now_ns(), None)
 
     async def events(self) -> AsyncIterator[BrokerEvent]:
         """Yield fills and order updates as polling (or a submit's own answer) finds them."""

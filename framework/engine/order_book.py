@@ -22,9 +22,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Final
 
+import asyncpg
+
+from framework.brokers.base import BrokerEvent
 from framework.clock import Clock
 from framework.engine.order_store import OrderStore
 from framework.engine.risk_book import LiveRiskContext
+from framework.errors import TransientError
 from framework.orders.model import Fill, Mode, Order, OrderUpdate
 from framework.orders.positions import Position, PositionBook
 from framework.orders.state import InvalidTransition, MismatchedEvent, apply_fill, apply_update
@@ -43,6 +47,10 @@ OVERFILL: Final = "overfill"
 INVALID_TRANSITION: Final = "invalid_transition"
 UNKNOWN_ORDER: Final = "unknown_order"
 SYNTHESIZED_FILL: Final = "synthesized_fill"
+EVENT_NOT_APPLIED: Final = "event_not_applied"
+
+_EVENT_RETRY_DELAYS_S: Final = (0.1, 0.5, 2.0, 5.0)
+_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TransientError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,24 +136,32 @@ class LiveOrderBook:
             await self.store.save(order, detail, self._clock.now_ns())
             return order
 
-    async def update(self, update: OrderUpdate, detail: str = "") -> Order | None:
-        """Apply a status report; persist and return the order it gives (unchanged if refused or a duplicate)."""
+    async def update(self, update: OrderUpdate, detail: str = "", *, locked: bool = False) -> Order | None:
+        """Apply a status report; persist and return the order it gives (unchanged if refused or a duplicate).
+
+        `locked`: the caller holds the order's lock already (it checked the order's status under it).
+        """
         order = await self.order(update.client_id)
         if order is None:
             await self.alert(UNKNOWN_ORDER, f"{update.status} report for unknown order {update.client_id}")
             return None
+        if locked:
+            return await self._update(update, detail)
         async with self.lock(update.client_id):
-            order = self.orders[update.client_id]
-            try:
-                new = apply_update(order, update)
-            except InvalidTransition as exc:
-                await self.alert(INVALID_TRANSITION, f"venue report refused: {exc}", order.client_id)
-                return order
-            if new is order:
-                return order
-            await self.store.save(new, detail or update.reason or f"venue reports {update.status}", self._now())
-            self.put(new)
-            return new
+            return await self._update(update, detail)
+
+    async def _update(self, update: OrderUpdate, detail: str) -> Order:
+        order = self.orders[update.client_id]
+        try:
+            new = apply_update(order, update)
+        except InvalidTransition as exc:
+            await self.alert(INVALID_TRANSITION, f"venue report refused: {exc}", order.client_id)
+            return order
+        if new is order:
+            return order
+        await self.store.save(new, detail or update.reason or f"venue reports {update.status}", self._now())
+        self.put(new)
+        return new
 
     async def fill(self, fill: Fill, detail: str = "") -> Order | None:
         """Apply a fill once: persist fill, order and event together, then the position; return the order.
@@ -190,6 +206,26 @@ class LiveOrderBook:
         for listener in self._fill_listeners:
             await _call(listener, fill, position)
         return result.order
+
+    async def apply_event(self, event: BrokerEvent) -> None:
+        """Apply one venue event; retry (on real time, not the clock) while the database cannot take it.
+
+        Memory changes only after a write succeeded, so applying the same event again is safe.
+        """
+        for delay in (0.0, *_EVENT_RETRY_DELAYS_S):
+            await asyncio.sleep(delay)
+            try:
+                if isinstance(event, Fill):
+                    await self.fill(event)
+                else:
+                    await self.update(event, event.reason or f"venue reports {event.status}")
+                return
+            except _DB_ERRORS as exc:
+                log.warning("venue event %r not recorded (%s); retrying", event, exc)
+            except Exception:
+                log.exception("venue event %r could not be applied", event)
+                break
+        await self.alert(EVENT_NOT_APPLIED, f"venue event {event!r} not applied: reconcile", event.client_id)
 
     async def alert(self, kind: str, message: str, client_id: str | None = None) -> Alert:
         """Log `message` at error level, keep it in `alerts` and pass it to the alert listeners."""

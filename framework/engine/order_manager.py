@@ -3,9 +3,9 @@
 Wiring (the runner does this once per venue)::
 
     manager = OrderManager(db.pool, broker, risk, clock, mode=Mode.PAPER, venue="paper", instruments=instruments)
+    manager.add_fill_listener(engine.on_fill)     # before start: reconciliation may adopt fills
     report = await manager.start()           # load, rebuild positions, reconcile with the venue
     if not report.ok: ...stop: report.reason says why...
-    manager.add_fill_listener(engine.on_fill)
     orders = await manager.submit_many(intents)   # all intents of one bar close
     manager.on_price(symbol, price, time_ns)      # last trades for the risk checks
     await manager.close()
@@ -38,24 +38,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
-from framework.brokers.base import Broker, BrokerEvent
-from framework.brokers.errors import DuplicateOrder, RateLimited, UnknownOrder
+from framework.brokers.base import Broker
+from framework.brokers.errors import DuplicateOrder, RateLimited
 from framework.clock import Clock
+from framework.engine.cancels import Canceller
 from framework.engine.intents import OrderIntent
 from framework.engine.order_book import Alert, AlertListener, CrashHook, FillListener, LiveOrderBook
 from framework.engine.order_store import OrderStore
 from framework.engine.reconcile import ReconcileReport, reconcile
-from framework.engine.resolve import DEFAULT_RESOLVE_DELAYS_S, adopt, resolve_unknown
+from framework.engine.resolve import DEFAULT_RESOLVE_DELAYS_S, resolve_unknown
 from framework.engine.risk_book import LiveRiskContext
 from framework.errors import RejectedError, TransientError
 from framework.instruments import Instrument
-from framework.orders.model import Fill, Mode, Order, OrderStatus, OrderUpdate
+from framework.orders.model import Mode, Order, OrderStatus, OrderUpdate
 from framework.orders.positions import PositionBook
 from framework.orders.state import apply_update
 from framework.risk.gateway import RiskManager
@@ -103,6 +104,7 @@ class OrderManager:
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiting: set[str] = set()  # rate limited, waiting to be sent again: nothing at the venue
+        self._canceller = Canceller(self.book, broker, clock, max_retries=max_rate_limit_retries, unsent=self._waiting)
         self._events: Any = None
         self._consumer: asyncio.Task[None] | None = None
         self._busy = False
@@ -162,8 +164,8 @@ class OrderManager:
         self.book.load(active, await self.store.load_fills(self.venue, self.mode))
         await self.broker.connect()
         track = getattr(self.broker, "track", None)
-        if callable(track):
-            track(active)
+        if callable(track):  # polled brokers watch the orders the venue acknowledged; the rest are queried
+            track([o for o in active if o.status not in (OrderStatus.NEW, OrderStatus.SUBMITTED)])
         self._events = self.broker.events()
         report = await reconcile(self)
         self._consumer = asyncio.create_task(self._consume(), name=f"orders-{self.venue}-events")
@@ -227,7 +229,7 @@ class OrderManager:
             self._spawn(self._send(o.client_id, i.expected_price), f"send-{o.client_id}")
             for o, i in zip(orders, batch, strict=True)
         ]
-        return list(await asyncio.gather(*sends))
+        return list(await asyncio.shield(asyncio.gather(*sends)))  # a cancelled caller must not cut a send short
 
     def _draft(self, intent: OrderIntent) -> Order:
         if intent.venue != self.venue:
@@ -248,16 +250,19 @@ class OrderManager:
         )
 
     async def _send(self, client_id: str, expected_price: Decimal | None) -> Order:
-        order = self.book.orders[client_id]
-        if order.status is not OrderStatus.NEW:  # cancelled before its turn
-            return order
-        decision = self._risk.check(order, self.book.risk_context, expected_price=expected_price)
-        if not decision.accepted:
-            reason = f"risk {decision.rule}: {decision.reason}"
-            refused = OrderUpdate(client_id, OrderStatus.REJECTED, reason=reason, time_ns=self._clock.now_ns())
-            return await self._recorded(refused, "refused by risk")
-        order = apply_update(order, OrderUpdate(client_id, OrderStatus.SUBMITTED, time_ns=self._clock.now_ns()))
-        self.book.put(order)
+        # The lock is free unless a cancel is recording this very order, so taking it does not wait;
+        # checking the status under it means an order cancelled before its turn is never sent.
+        async with self.book.lock(client_id):
+            order = self.book.orders[client_id]
+            if order.status is not OrderStatus.NEW:
+                return order
+            decision = self._risk.check(order, self.book.risk_context, expected_price=expected_price)
+            if not decision.accepted:
+                reason = f"risk {decision.rule}: {decision.reason}"
+                refused = OrderUpdate(client_id, OrderStatus.REJECTED, reason=reason, time_ns=self._clock.now_ns())
+                return await self.book.update(refused, "refused by risk", locked=True) or order
+            order = apply_update(order, OrderUpdate(client_id, OrderStatus.SUBMITTED, time_ns=self._clock.now_ns()))
+            self.book.put(order)
         self.book.crash_point("after_intent_commit")
         for attempt in range(self._max_retries + 1):
             try:
@@ -314,52 +319,14 @@ class OrderManager:
     async def cancel(self, client_id: str) -> Order:
         """Cancel an order (never blocked by risk); return the order after the venue's answer."""
         self._risk.check_cancel(client_id)
-        order = await self.book.order(client_id)
-        if order is None:
-            raise UnknownOrder(client_id)
-        if not order.is_active:
-            return order
-        if order.status is OrderStatus.NEW or client_id in self._waiting:  # the venue has nothing to cancel
-            update = OrderUpdate(client_id, OrderStatus.CANCELLED, reason="cancelled before it was sent")
-            return await self._recorded(update, "cancelled before it was sent")
-        for attempt in range(self._max_retries + 1):
-            try:
-                ack = await self.broker.cancel(client_id)
-            except RateLimited as exc:
-                if attempt == self._max_retries:
-                    raise
-                await self._clock.sleep_until(self._clock.now_ns() + round(exc.retry_after * 1e9))
-                continue
-            except UnknownOrder:
-                log.warning("cancel %s: the venue does not know it (yet)", client_id)
-                return self.book.orders[client_id]
-            except (TransientError, RejectedError) as exc:
-                log.warning("cancel %s: %s; asking the venue", client_id, exc)
-                await self._adopt_quietly(client_id, "after a failed cancel")
-                return self.book.orders[client_id]
-            return await self._recorded(ack, f"cancel acknowledged: {ack.status}")
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _adopt_quietly(self, client_id: str, why: str) -> None:
-        try:
-            seen = await self.broker.query(client_id)
-        except (TransientError, RejectedError) as exc:
-            log.warning("query %s %s failed: %s", client_id, why, exc)
-            return
-        if seen is not None:
-            await adopt(self.book, self.broker, seen, why=why)
+        return await self._canceller.cancel(client_id)
 
     async def cancel_all(self, strategy: str | None = None) -> list[Order]:
         """Cancel every open order (of `strategy`), concurrently; return the orders after the answers."""
         targets = [o.client_id for o in self.open_orders(strategy)]
-        results = await asyncio.gather(*(self.cancel(cid) for cid in targets), return_exceptions=True)
-        done: list[Order] = []
-        for cid, result in zip(targets, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("cancel of %s failed: %s", cid, result)
-            else:
-                done.append(result)
-        return done
+        for cid in targets:
+            self._risk.check_cancel(cid)
+        return await self._canceller.cancel_all(targets)
 
     async def on_risk_state(self, change: StateChange) -> None:
         """Risk listener: cancel the scope's open orders when it is halted (the kill switch)."""
@@ -373,13 +340,8 @@ class OrderManager:
         async for event in self._events:
             self._busy = True
             try:
-                await self._on_event(event)
-            except Exception:
-                log.exception("venue event %r could not be applied", event)
+                await self.book.apply_event(event)
             finally:
                 self._busy = False
-
-    def _on_event(self, event: BrokerEvent) -> Awaitable[Order | None]:
-        if isinstance(event, Fill):
-            return self.book.fill(event)
-        return self.book.update(event, event.reason or f"venue reports {event.status}")
+        if not self._closed:
+            log.error("the event stream of %s ended: no fills or order updates until a restart", self.venue)

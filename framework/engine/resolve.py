@@ -68,6 +68,7 @@ async def adopt(book: LiveOrderBook, broker: Broker, seen: Order, *, why: str) -
     cid = seen.client_id
     result = Adopted()
     local = book.orders[cid]
+    before = local.status
     if local.status is OrderStatus.NEW:  # sent just before a crash: the venue has it
         await book.update(OrderUpdate(cid, OrderStatus.SUBMITTED, time_ns=local.updated_ns), f"{why}: sent")
         local = book.orders[cid]
@@ -90,7 +91,6 @@ async def adopt(book: LiveOrderBook, broker: Broker, seen: Order, *, why: str) -
             f"{fill.fill_id} of {fill.quantity} @ {fill.price} synthesized from the venue's order",
             cid,
         )
-    before = book.orders[cid].status
     update = OrderUpdate(cid, seen.status, seen.venue_order_id, seen.reason, seen.updated_ns)
     after = await book.update(update, f"{why}: venue shows {seen.status}")
     if after is not None and after.status is not before:

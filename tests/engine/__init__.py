@@ -1,0 +1,1 @@
+"""Tests of the live engine: order manager, reconciliation, kill and restart."""
