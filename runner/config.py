@@ -64,6 +64,9 @@ class RunnerSection(_Strict):
     cancel_on_shutdown: bool = False
     decision_timeout_s: float = Field(5.0, gt=0)
     close_grace_s: float = Field(2.0, ge=0)
+    bar_close_delay_s: float = Field(
+        0.25, ge=0, description="close a quiet instrument's bar this long after its period"
+    )
     snapshot_every_s: float = Field(60.0, gt=0)
 
 

@@ -49,7 +49,6 @@ async def build_runner(config: RunConfig, settings: Settings, pool: asyncpg.Pool
             currency=section.currency,
             account=section.paper_account,
             clock=clock,
-            durable=True,
         )
     else:
         broker = await _ccxt_broker(config, settings, pool, clock)

@@ -239,13 +239,15 @@ class StrategyEngine:
         universe = self._universe(timeframe)
         reports = []
         for at in sorted(closes):
-            received = closes[at]
+            received = closes.get(at)
+            if received is None:  # decided meanwhile by another caller (the close timer)
+                continue
             complete = universe.issubset(received)
             later = any(t > at for t in closes)
             overdue = overdue_before_ns is not None and at <= overdue_before_ns
             if not (complete or later or overdue):
                 break
-            del closes[at]
+            closes.pop(at, None)
             reports.append(await self._decide_close(timeframe, at, received))
         return reports
 
