@@ -84,6 +84,7 @@ class LiveOrderBook:
         self._locks: dict[str, asyncio.Lock] = {}
         self._fill_listeners: list[FillListener] = []
         self._alert_listeners: list[AlertListener] = []
+        self._order_listeners: list[Callable[[Order | None, Order], None]] = []
 
     def load(self, orders: Iterable[Order], fills: Iterable[Fill]) -> None:
         """Start from stored state: the active orders and every fill (positions are rebuilt from them)."""
@@ -102,6 +103,13 @@ class LiveOrderBook:
         """Call `listener(alert)` on every alert."""
         self._alert_listeners.append(listener)
 
+    def add_order_listener(self, listener: Callable[[Order | None, Order], None]) -> None:
+        """Call `listener(before, after)` synchronously on every change of an order in memory.
+
+        It runs inside the order path: it must only hand the change over (e.g. to a queue).
+        """
+        self._order_listeners.append(listener)
+
     def crash_point(self, name: str) -> None:
         """Call the crash hook at `name` (tests kill the process there)."""
         if self._crash_hook is not None:
@@ -112,6 +120,8 @@ class LiveOrderBook:
         before = self.orders.get(order.client_id)
         self.orders[order.client_id] = order
         self.risk_context.order_changed(before, order)
+        for listener in self._order_listeners:
+            listener(before, order)
 
     async def order(self, client_id: str) -> Order | None:
         """Return the order, loading it from the database when it is not in memory (e.g. ended before a restart)."""

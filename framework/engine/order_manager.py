@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -144,6 +144,10 @@ class OrderManager:
     def add_fill_listener(self, listener: FillListener) -> None:
         """Call `listener(fill, position)` after every new fill (committed, then applied to the positions)."""
         self.book.add_fill_listener(listener)
+
+    def add_order_listener(self, listener: Callable[[Order | None, Order], None]) -> None:
+        """Call `listener(before, after)` on every order change (synchronous: hand it over, return)."""
+        self.book.add_order_listener(listener)
 
     def add_alert_listener(self, listener: AlertListener) -> None:
         """Call `listener(alert)` on every alert."""
