@@ -27,7 +27,7 @@ lint: install
 	$(BIN)/ruff format --check framework runner strategies dashboards tests
 	$(BIN)/mypy
 
-unit: install promtool
+unit: install promtool browser
 	$(BIN)/pytest -n 2 --dist loadfile --basetemp=$(CURDIR)/.pytest-tmp
 
 test: lint unit
@@ -45,3 +45,13 @@ promtool:
 	@command -v promtool >/dev/null 2>&1 || { \
 		apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
+# The browser tests' chromium: Debian's package, installed when /usr/bin/chromium is missing (as root).
+# playwright (the Python driver) comes with the dev extras; never run `playwright install`.
+.PHONY: browser
+browser: install
+	@test -x /usr/bin/chromium || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+		|| { DEBIAN_FRONTEND=noninteractive apt-get update && \
+		     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+	@$(PY) -c "import playwright.sync_api" \
+		|| { echo "playwright is missing: add it to the dev extras in pyproject.toml" >&2; exit 1; }
