@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from runner import cli_db, cli_ingest, cli_research
+from runner import cli_credentials, cli_dashboard, cli_db, cli_ingest, cli_research, cli_run, cli_serve, cli_users
 from runner.cli_output import (
     console,
     format_stat,
@@ -71,7 +71,13 @@ report_app = typer.Typer(cls=UserErrorEdge, help="Render HTML reports with paper
 app.add_typer(report_app, name="report")
 app.add_typer(cli_db.db_app, name="db")
 app.add_typer(cli_db.data_app, name="data")
+app.add_typer(cli_dashboard.dashboard_app, name="dashboard")
+app.add_typer(cli_users.users_app, name="users")
+app.add_typer(cli_credentials.credentials_app, name="credentials")
 app.command("ingest")(cli_ingest.ingest)
+app.command("run")(cli_run.run)
+app.command("parity")(cli_run.parity)
+app.command("serve")(cli_serve.serve)
 
 
 @app.command("strategies")
@@ -270,3 +276,7 @@ def demo(out: OutOpt = Path("reports")) -> None:
 def main() -> None:
     """Run the `rata` command line (the console-script entry point)."""
     app(prog_name="rata")
+
+
+if __name__ == "__main__":
+    main()

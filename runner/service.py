@@ -40,7 +40,7 @@ from framework.engine.instances import InstanceSpec, InstanceState, InstanceStor
 from framework.engine.order_manager import OrderManager
 from framework.engine.reconcile import ReconcileReport
 from framework.engine.strategy_engine import CloseReport, StrategyEngine
-from framework.errors import ParameterError
+from framework.errors import ParameterError, RejectedError
 from framework.events import Bar, Tick, ns_to_datetime
 from framework.execution import ExecutionModel
 from framework.feeds.base import Feed
@@ -50,6 +50,7 @@ from framework.risk.limits import RiskLimits
 from framework.risk.state import TradingState
 from framework.risk.store import RiskStore
 from framework.timeframes import timeframe_ns
+from runner.api.events import RunnerEvents
 from runner.config import RunConfig
 from runner.snapshots import EquitySnapshots
 
@@ -92,6 +93,7 @@ class Runner:
         self._stopping = asyncio.Event()
         self._pipeline: Any = None
         self._venue_timeframe = venue_timeframe
+        self.events = RunnerEvents(self)  # API hook: the event hub REST, WebSocket and metrics read
 
     @property
     def model(self) -> ExecutionModel:
@@ -114,6 +116,9 @@ class Runner:
         self.orders = OrderManager(
             self.pool, self.broker, self.risk, self.clock, mode=self.mode, venue=venue, instruments=self._instruments
         )
+        self.orders.add_order_listener(self.events.on_order)  # API hook
+        self.orders.add_fill_listener(self.events.on_fill)  # API hook
+        self.risk.add_listener(self.events.on_risk)  # API hook (after the order manager's: cancels run first)
         report = self.reconciliation = await self.orders.start()
         store = InstanceStore(self.pool)
         await self._create_configured(store, venue)
@@ -130,6 +135,8 @@ class Runner:
             close_grace_ns=int(self.config.runner.close_grace_s * 1e9),
         )
         self.engine.add_report_listener(self._on_close_report)
+        self.engine.add_listener(self.events.on_state)  # API hook
+        self.engine.add_report_listener(self.events.on_report)  # API hook
         specs = [s for s in await store.list() if s.venue == venue]
         if not report.ok:
             self.halted_reason = report.reason
@@ -169,12 +176,26 @@ class Runner:
             return None  # a replay starts from the beginning of its history
         step = timeframe_ns(timeframe)
         end = ns_to_datetime(before_ns - step + 1)  # bars that opened before `before_ns - step` closed by then
-        start = ns_to_datetime(before_ns - step * (count + 1))
         try:
+            # The `count`-th newest bar time of the universe (the runner may have been down a while).
+            start = await self.pool.fetchval(
+                """
+                SELECT b.open_time FROM bars b JOIN instruments i ON i.id = b.instrument_id
+                WHERE i.symbol = ANY($1::text[]) AND b.timeframe = $2 AND b.open_time < $3
+                GROUP BY b.open_time ORDER BY b.open_time DESC LIMIT 1 OFFSET $4
+                """,
+                list(symbols),
+                timeframe,
+                end,
+                max(count - 1, 0),
+            )
+            if start is None:
+                start = ns_to_datetime(0)
             bars = await read_bars(self.pool, list(symbols), timeframe, start, end)
             return bars.iloc[-count:] if len(bars) > count else bars
         except Exception as exc:  # noqa: BLE001 - no history is not fatal: the panel fills as bars arrive
-            log.warning("no warm-up history for %s %s: %s", timeframe, ",".join(symbols[:3]), exc)
+            level = logging.INFO if isinstance(exc, RejectedError) else logging.WARNING
+            log.log(level, "no warm-up history for %s %s: %s", timeframe, ",".join(symbols[:3]), exc)
             return None
 
     def stop(self) -> None:
@@ -219,25 +240,43 @@ class Runner:
     async def _run_ingesting(self) -> None:
         from framework.ingest import IngestPipeline
 
+        closed: asyncio.Queue[list[Bar]] = asyncio.Queue()
+        section = self.config.runner
         pipeline = self._pipeline = IngestPipeline(
             self.feed,
             self.pool,
             list(self._instruments.values()),
             self.clock,
             spool=self.spool_dir or Path(".rata/spool"),
-            on_bars=self.on_bars,
+            bar_close_delay_ns=int(section.bar_close_delay_s * 1e9),
+            bar_timer_ms=10.0,
+            on_bars=closed.put_nowait,
         )
         running = asyncio.create_task(pipeline.run(), name="rata-ingest")
+        deciding = asyncio.create_task(self._decide_from(closed), name="rata-decide")
         stopping = asyncio.create_task(self._stopping.wait(), name="rata-stop")
         timer = asyncio.create_task(self._close_timer(), name="rata-close-timer")
         try:
-            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({running, stopping, deciding}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             timer.cancel()
             if not running.done():
                 await pipeline.stop()
             await running
             stopping.cancel()
+            deciding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deciding
+            if deciding.done() and not deciding.cancelled() and deciding.exception() is not None:
+                raise deciding.exception()  # type: ignore[misc]
+
+    async def _decide_from(self, closed: asyncio.Queue[list[Bar]]) -> None:
+        """Hand closed bars to the engine, in order, apart from the ingestion loop."""
+        while True:
+            bars = await closed.get()
+            while not closed.empty():  # catch up: one engine call for everything already closed
+                bars = bars + closed.get_nowait()
+            await self.on_bars(bars)
 
     async def _close_timer(self) -> None:
         """Decide closes whose bars are late (quiet symbols), on the clock."""
@@ -248,6 +287,7 @@ class Runner:
 
     async def on_tick(self, tick: Tick) -> None:
         """Feed a trade to the venue (when it fills on ticks) and to the risk context."""
+        self.events.on_tick(tick)  # API hook
         if self.orders is not None:
             self.orders.on_price(tick.symbol, Decimal(repr(tick.price)), tick.time_ns)
         if isinstance(self.broker, PaperBroker) and self.broker.fill_on_ticks:
@@ -255,8 +295,14 @@ class Runner:
 
     async def on_bars(self, bars: Sequence[Bar]) -> None:
         """Closed bars (from the replay feed or the ingestion pipeline) go to the engine, by close."""
+        self.events.on_bars(bars)  # API hook
         if bars and self.engine is not None:
             await self.engine.on_bars(bars)
+
+    @property
+    def pipeline(self) -> Any:
+        """Return the ingestion pipeline while one runs (dev, paper, live), else None (API hook: metrics)."""
+        return self._pipeline
 
     @property
     def venue_timeframe(self) -> str:
