@@ -214,6 +214,6 @@ def run(console: Console, *, quick: bool) -> list[Any]:
             f"Profile (cProfile, {profiled['seconds']:.0f} s of the same load, top by own time):\n\n"
             f"```\n{profiled['profile']}\n```\n"
         )
-        update_section("Live engine", body)
+        update_section("## Live engine: 40 strategies x 500 instruments (issue: live trading engine)", body)
     tables.append(profiled["profile"] or "")
     return tables
