@@ -4,7 +4,9 @@
     rata ingest --feed ccxt --exchange binance --symbol BTC/USDT --symbol ETH/USDT
 
 Ctrl-C or SIGTERM stops it cleanly: the feed is closed, queued events are written (or spooled if
-the database is away) and the final counters are printed.
+the database is away) and the final counters are printed. A ccxt feed starts from the last trade
+stored for each symbol (the gap since is backfilled over REST). Ingestion runs on uvloop when it
+is installed (`--loop`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import signal
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -36,6 +39,14 @@ class FeedKind(StrEnum):
     ccxt = "ccxt"
 
 
+class LoopChoice(StrEnum):
+    """The event loops `rata ingest` can run on."""
+
+    auto = "auto"
+    uvloop = "uvloop"
+    asyncio = "asyncio"
+
+
 def ingest(
     feed: Annotated[FeedKind, typer.Option("--feed", "-f", help="synthetic (dev) or ccxt (a real exchange).")],
     instruments: Annotated[int, typer.Option(help="synthetic: number of instruments.", min=1)] = 500,
@@ -46,38 +57,70 @@ def ingest(
     ccxt_config: Annotated[
         str | None, typer.Option(help="ccxt: JSON object (or a file holding one) merged into the exchange config.")
     ] = None,
+    ccxt_websocket: Annotated[
+        bool,
+        typer.Option(
+            "--ccxt-websocket",
+            help="ccxt: read trades with ccxt's watch_trades even where rata reads the stream itself (Binance spot).",
+        ),
+    ] = False,
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: run until Ctrl-C).")
     ] = None,
+    loop: Annotated[
+        LoopChoice, typer.Option(help="Event loop: uvloop if installed (auto), uvloop, or asyncio's default.")
+    ] = LoopChoice.auto,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Deployment TOML file.")] = None,
 ) -> None:
     """Ingest a feed into PostgreSQL: validate, aggregate bars (1s..1d) and write in batches."""
+    from framework.ingest.loop import run
     from framework.settings import load_settings
 
     settings = load_settings(config)
-    source = _make_feed(feed, instruments, rate, seed, exchange, symbol, ccxt_config)
-    final = asyncio.run(_run(source, settings, duration))
+    if feed is FeedKind.ccxt and (not exchange or not symbol):
+        raise ArgumentError("--feed ccxt needs --exchange and at least one --symbol")
+    options = FeedOptions(feed, instruments, rate, seed, exchange, symbol or [], _json_option(ccxt_config),
+                          ccxt_websocket)  # fmt: skip
+    final = run(_run(options, settings, duration), loop.value)
     _print_stats(final, title="ingestion finished")
 
 
-def _make_feed(
-    kind: FeedKind,
-    instruments: int,
-    rate: float,
-    seed: int,
-    exchange: str | None,
-    symbols: list[str] | None,
-    ccxt_config: str | None,
-) -> Feed:
-    if kind is FeedKind.synthetic:
+@dataclass(frozen=True)
+class FeedOptions:
+    """The feed `rata ingest` was asked for."""
+
+    kind: FeedKind
+    instruments: int
+    rate: float
+    seed: int
+    exchange: str | None
+    symbols: list[str]
+    ccxt_config: dict[str, Any]
+    ccxt_websocket: bool
+
+
+def _make_feed(options: FeedOptions, pool: Any) -> Feed:
+    if options.kind is FeedKind.synthetic:
         from framework.feeds import SyntheticFeed
 
-        return SyntheticFeed(n_instruments=instruments, rate=rate or None, seed=seed)
-    if not exchange or not symbols:
-        raise ArgumentError("--feed ccxt needs --exchange and at least one --symbol")
+        return SyntheticFeed(n_instruments=options.instruments, rate=options.rate or None, seed=options.seed)
     from framework.feeds.ccxt_feed import CcxtFeed
+    from framework.feeds.venues import venue_for
+    from framework.feeds.venues.binance import BinanceVenue
+    from framework.storage.marketdata import last_tick
 
-    return CcxtFeed(exchange, symbols, config=_json_option(ccxt_config))
+    exchange = options.exchange
+    assert exchange is not None
+    venue = venue_for(exchange)
+    if options.ccxt_websocket and isinstance(venue, BinanceVenue):
+        venue = BinanceVenue(native_stream=False)
+    return CcxtFeed(
+        exchange,
+        options.symbols,
+        config=options.ccxt_config,
+        venue=venue,
+        last_seen=lambda symbol: last_tick(pool, exchange, symbol),
+    )
 
 
 def _json_option(text: str | None) -> dict[str, Any]:
@@ -94,13 +137,16 @@ def _json_option(text: str | None) -> dict[str, Any]:
     return value
 
 
-async def _run(feed: Feed, settings: Any, duration: float | None) -> IngestStats:
+async def _run(options: FeedOptions, settings: Any, duration: float | None) -> IngestStats:
     from framework.ingest import IngestPipeline
+    from framework.ingest.loop import settle_gc
     from framework.storage import apply_migrations, open_database
 
     async with open_database(settings) as db:
         await apply_migrations(db.pool)
+        feed = _make_feed(options, db.pool)
         pipeline = IngestPipeline(feed, db.pool, spool=settings.spool_dir)
+        settle_gc()  # start-up is over: keep a full collection from stalling the loop
         running = asyncio.create_task(pipeline.run(), name="rata-ingest")
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from framework.events import MarketEvent
+from framework.events import MarketEvent, TickBatch
 from framework.instruments import Instrument
 
-__all__ = ["Feed", "FeedHealth"]
+__all__ = ["BatchFeed", "Feed", "FeedHealth"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,4 +54,18 @@ class Feed(Protocol):
 
     def health(self) -> FeedHealth:
         """Return the feed's current health."""
+        ...
+
+
+@runtime_checkable
+class BatchFeed(Feed, Protocol):
+    """A feed that can also hand over its trades as columns: the fast path into ingestion.
+
+    `batches` yields the same events as `events`, in the same order, except that runs of trades
+    come as `TickBatch`es (bars, and anything a feed cannot put in a batch, come as they are).
+    Use one or the other on a feed, not both.
+    """
+
+    def batches(self) -> AsyncIterator[TickBatch | MarketEvent]:
+        """Yield trades as batches (and other events as they are) in arrival order."""
         ...

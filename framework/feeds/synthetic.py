@@ -19,7 +19,7 @@ from typing import Final
 import numpy as np
 
 from framework.clock import Clock, WallClock, sleep_until_or_set
-from framework.events import MarketEvent, Tick
+from framework.events import MarketEvent, Tick, TickBatch
 from framework.feeds.base import FeedHealth
 from framework.instruments import Instrument
 
@@ -206,34 +206,14 @@ class SyntheticFeed:
 
     async def events(self) -> AsyncIterator[MarketEvent]:
         """Yield trades on schedule until `close()`, `limit` or `duration`; one consumer at a time."""
-        if not self._connected:
-            await self.connect()
+        await self._begin()
         clock = self._clock
-        if self._start_ns is None:
-            self._start_ns = clock.now_ns()
-        start = self._start_ns
         venue, names = self.venue, self._symbols
         per = self._ns_per_trade
         inject = self._malformed > 0
-        while not self._closed:
-            if self._max_trades is not None and self._emitted >= self._max_trades:
-                break
-            if per is None:
-                if self._duration_ns is not None and clock.now_ns() - start >= self._duration_ns:
-                    break
-                due = self._emitted + _CHUNK
-            else:
-                due = max(0, (clock.now_ns() - start) * per.denominator // per.numerator)
-                if due <= self._emitted:
-                    wake_at = self._emitted + self._batch
-                    if self._max_trades is not None:
-                        wake_at = min(wake_at, self._max_trades)
-                    wake = start + wake_at * per.numerator // per.denominator
-                    await sleep_until_or_set(self._clock, wake, self._close_event)
-                    continue
-            until = min(due, self._emitted + _CHUNK)
-            if self._max_trades is not None:
-                until = min(until, self._max_trades)
+        while (until := await self._until()) is not None:
+            start = self._start_ns
+            assert start is not None
             while self._emitted < until and not self._closed:
                 if self._block is None or self._pos >= _BLOCK:
                     self._block = self._draw_block()
@@ -259,6 +239,119 @@ class SyntheticFeed:
                         break
             await asyncio.sleep(0)  # let other tasks run between chunks, even when behind schedule
         self._connected = False
+
+    async def batches(self) -> AsyncIterator[TickBatch | MarketEvent]:
+        """Yield the trades `events()` would, in the same order, as one `TickBatch` per pacing step.
+
+        A batch holds the trades due when the feed wakes (at most 1,024); the injected bad ticks sit
+        in the batch right after the good tick they follow. Every trade of a batch carries the
+        clock's time at its emission as `recv_ns`; `time_ns` is each trade's own due time as in
+        `events()`.
+        """
+        await self._begin()
+        while (until := await self._until()) is not None:
+            yield self._take(until)
+            await asyncio.sleep(0)  # let other tasks run between batches, even when behind schedule
+        self._connected = False
+
+    async def _begin(self) -> None:
+        if not self._connected:
+            await self.connect()
+        if self._start_ns is None:
+            self._start_ns = self._clock.now_ns()
+
+    async def _until(self) -> int | None:
+        """Wait until trades are due; return how many good trades should have been emitted by now (None: end)."""
+        clock = self._clock
+        start = self._start_ns
+        assert start is not None
+        per = self._ns_per_trade
+        while not self._closed:
+            if self._max_trades is not None and self._emitted >= self._max_trades:
+                return None
+            if per is None:
+                if self._duration_ns is not None and clock.now_ns() - start >= self._duration_ns:
+                    return None
+                due = self._emitted + _CHUNK
+            else:
+                due = max(0, (clock.now_ns() - start) * per.denominator // per.numerator)
+                if due <= self._emitted:
+                    wake_at = self._emitted + self._batch
+                    if self._max_trades is not None:
+                        wake_at = min(wake_at, self._max_trades)
+                    wake = start - (-wake_at * per.numerator // per.denominator)  # rounded up: due by then
+                    await sleep_until_or_set(self._clock, wake, self._close_event)
+                    continue
+            until = min(due, self._emitted + _CHUNK)
+            return until if self._max_trades is None else min(until, self._max_trades)
+        return None
+
+    def _take(self, until: int) -> TickBatch:
+        """Emit the good trades up to number `until` (and the bad ones injected after them) as one batch."""
+        now = self._clock.now_ns()
+        if self._malformed > 0:
+            return self._take_ticks(until, now)
+        per = self._ns_per_trade
+        start = self._start_ns
+        assert start is not None
+        names = self._symbols
+        symbols: list[str] = []
+        trade_ids: list[str] = []
+        prices: list[float] = []
+        sizes: list[float] = []
+        sides: list[int] = []
+        first = self._emitted + 1
+        while self._emitted < until:
+            if self._block is None or self._pos >= _BLOCK:
+                self._block = self._draw_block()
+                self._pos = 0
+            block_symbols, block_prices, block_sizes, block_sides, block_ids, _, _ = self._block
+            lo = self._pos
+            hi = min(_BLOCK, lo + until - self._emitted)
+            symbols += [names[i] for i in block_symbols[lo:hi]]
+            trade_ids += [f"{i:012d}" for i in block_ids[lo:hi]]
+            prices += block_prices[lo:hi]
+            sizes += block_sizes[lo:hi]
+            sides += block_sides[lo:hi]
+            self._pos = hi
+            self._emitted += hi - lo
+        count = until - first + 1
+        if per is None:
+            times = np.full(count, now, dtype=np.int64)
+        elif until * per.numerator < 2**62:
+            times = start + np.arange(first, until + 1, dtype=np.int64) * per.numerator // per.denominator
+        else:
+            times = np.array([start + n * per.numerator // per.denominator for n in range(first, until + 1)])
+        self._messages += count
+        self._last_ns = now
+        received = np.full(count, now, dtype=np.int64)
+        return TickBatch(self.venue, symbols, trade_ids, times, prices, sizes, sides, received, np.zeros(count))
+
+    def _take_ticks(self, until: int, now: int) -> TickBatch:
+        """`_take` with bad ticks injected: the trades one by one, as `events()` makes them."""
+        per = self._ns_per_trade
+        start = self._start_ns
+        assert start is not None
+        venue, names = self.venue, self._symbols
+        out: list[Tick] = []
+        while self._emitted < until:
+            if self._block is None or self._pos >= _BLOCK:
+                self._block = self._draw_block()
+                self._pos = 0
+            symbols, prices, sizes, sides, ids, bad, bad_kind = self._block
+            for j in range(self._pos, min(_BLOCK, self._pos + until - self._emitted)):
+                number = self._emitted + 1
+                time_ns = now if per is None else start + number * per.numerator // per.denominator
+                tick = Tick(venue, names[symbols[j]], time_ns, f"{ids[j]:012d}", prices[j], sizes[j], sides[j], now)
+                self._emitted = number
+                self._pos = j + 1
+                out.append(tick)
+                self._recent.append(tick)
+                if bad[j]:
+                    out.append(self._bad_tick(tick, self._kinds[bad_kind[j]], now))
+        self._messages += len(out)
+        self._last_ns = now
+        return TickBatch.from_ticks(out)
 
     def _draw_block(self) -> _Block:
         """Draw the next `_BLOCK` trades in one go (vectorised: no per-trade RNG calls)."""

@@ -1,7 +1,7 @@
 """Real-time ingestion: validate feed events, aggregate bars, write them to PostgreSQL without loss."""
 
 from framework.ingest.aggregate import DEFAULT_TIMEFRAMES, BarAggregator
-from framework.ingest.latency import LatencyHistogram, LatencySummary
+from framework.ingest.latency import LatencyHistogram, LatencySnapshot, LatencySummary
 from framework.ingest.link import DATABASE_DOWN, DatabaseLink, PoolFactory
 from framework.ingest.messages import REASONS, InvalidEvent, event_from_mapping
 from framework.ingest.normalise import Normaliser
@@ -20,6 +20,7 @@ __all__ = [
     "IngestStats",
     "InvalidEvent",
     "LatencyHistogram",
+    "LatencySnapshot",
     "LatencySummary",
     "Normaliser",
     "PoolFactory",

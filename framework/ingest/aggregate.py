@@ -16,7 +16,7 @@ from itertools import pairwise
 from typing import Final
 
 from framework.errors import ParameterError
-from framework.events import Bar, Tick
+from framework.events import Bar, Tick, TickBatch
 from framework.timeframes import timeframe_ns
 
 __all__ = ["DEFAULT_TIMEFRAMES", "BarAggregator"]
@@ -89,23 +89,61 @@ class BarAggregator:
         self.timeframes = tuple(tf for _, tf in lengths)
         self._lengths = [(tf, length) for length, tf in lengths]
         self._instruments: dict[tuple[str, str], _Instrument] = {}
+        self._by_venue: dict[str, dict[str, _Instrument]] = {}
         self.late_ticks = 0
         self.bars_emitted = 0
 
     def on_tick(self, tick: Tick) -> list[Bar]:
         """Add a trade; return the bars it closed (shortest timeframe first)."""
-        key = (tick.venue, tick.symbol)
-        state = self._instruments.get(key)
+        states = self._by_venue.get(tick.venue)
+        state = states.get(tick.symbol) if states is not None else None
         if state is None:
-            state = self._instruments[key] = _Instrument(tick.venue, tick.symbol, self._lengths)
-        t = tick.time_ns
+            state = self._state(tick.venue, tick.symbol)
+        closed = self._add(state, tick.time_ns, tick.price, tick.size)
+        return closed if closed is not None else []
+
+    def on_batch(self, batch: TickBatch) -> list[Bar]:
+        """Add a batch of (valid) trades in order; return the bars they closed, in the order closed."""
+        venue = batch.venue
+        states = self._by_venue.get(venue)
+        if states is None:
+            states = self._by_venue[venue] = {}
+        closed: list[Bar] = []
+        add = self._add
+        for symbol, t, price, size in zip(
+            batch.symbols, batch.time_ns.tolist(), batch.price.tolist(), batch.size.tolist(), strict=True
+        ):
+            state = states.get(symbol)
+            if state is None:
+                state = self._state(venue, symbol)
+            bar = state.base
+            if bar.trades and t < bar.end_ns and t >= state.floor_ns:  # the common case, inlined
+                if price > bar.high:
+                    bar.high = price
+                elif price < bar.low:
+                    bar.low = price
+                bar.close = price
+                bar.volume += size
+                bar.pv += price * size
+                bar.trades += 1
+                continue
+            more = add(state, t, price, size)
+            if more:
+                closed += more
+        return closed
+
+    def _state(self, venue: str, symbol: str) -> _Instrument:
+        state = self._instruments[(venue, symbol)] = _Instrument(venue, symbol, self._lengths)
+        self._by_venue.setdefault(venue, {})[symbol] = state
+        return state
+
+    def _add(self, state: _Instrument, t: int, price: float, size: float) -> list[Bar] | None:
+        """Add one trade to an instrument; return the bars it closed (None for none)."""
         if t < state.floor_ns:
             self.late_ticks += 1
-            return []
+            return None
         bar = state.base
-        closed = self._close_through(state, t) if bar.trades == 0 or bar.end_ns <= t else []
-        price = tick.price
-        size = tick.size
+        closed = self._close_through(state, t) if bar.trades == 0 or bar.end_ns <= t else None
         if bar.trades == 0:
             bar.open_ns = t - t % bar.length
             bar.end_ns = bar.open_ns + bar.length

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LatencyHistogram", "LatencySummary"]
+__all__ = ["LatencyHistogram", "LatencySnapshot", "LatencySummary"]
 
 _PER_DOUBLING = 32
 _FLOOR_NS = 1_000
@@ -29,6 +29,14 @@ class LatencySummary:
     p999_ms: float | None
     max_ms: float | None
     mean_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySnapshot:
+    """The ingestion writer's latencies over a window: each tick to its commit, and each commit."""
+
+    tick: LatencySummary
+    batch: LatencySummary
 
 
 class LatencyHistogram:

@@ -1,9 +1,11 @@
 """Validate market events before anything downstream sees them: drop bad ones, count them by reason.
 
 A feed hands over `Tick` and `Bar` objects, or plain dict messages with the same field names (see
-`event_from_mapping`). The normaliser never raises on what it is given: a bad event is counted
-under one reason in `Normaliser.rejected`, logged (rate-limited) with its raw form truncated, and
-dropped, so it can neither crash the pipeline nor reach the database.
+`event_from_mapping`), or many trades at once as a `TickBatch` (`check_batch`: the same checks,
+vectorised where they do not depend on earlier trades). The normaliser never raises on what it is
+given: a bad event is counted under one reason in `Normaliser.rejected`, logged (rate-limited)
+with its raw form truncated, and dropped, so it can neither crash the pipeline nor reach the
+database.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import logging
 import math
 import reprlib
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
+import numpy as np
+
 from framework.clock import Clock
-from framework.events import Bar, MarketEvent, Tick
+from framework.events import Bar, MarketEvent, Tick, TickBatch
 from framework.ingest.messages import (
     DUPLICATE,
     FUTURE_TIMESTAMP,
@@ -63,14 +67,31 @@ class _LogWindow:
 
 
 class _Recent:
-    """One instrument's latest accepted trade time and the trade ids seen within the tolerance."""
+    """One instrument's latest accepted trade time and the trade ids accepted recently.
 
-    __slots__ = ("ids", "last_ns", "order")
+    Ids live in two generations: `ids` (the current one, started when the latest trade time was
+    `start_ns`) and `old`. When the latest time moves more than the tolerance past `start_ns`, or
+    `ids` reaches the bound, `old` is dropped and `ids` becomes `old`. So an id is remembered at
+    least until it falls more than the tolerance behind the latest trade (unless the bound is
+    reached), after which a trade carrying it again is refused as out of order anyway. Dropping a
+    whole generation at once costs nothing per trade, unlike evicting ids one by one.
+    """
+
+    __slots__ = ("ids", "last_ns", "old", "start_ns")
 
     def __init__(self) -> None:
         self.last_ns = 0
+        self.start_ns = 0
         self.ids: set[str] = set()
-        self.order: deque[tuple[int, str]] = deque()
+        self.old: set[str] = set()
+
+    def rotate(self) -> None:
+        self.old = self.ids
+        self.ids = set()
+        self.start_ns = self.last_ns
+
+
+_EARLY_NON_FINITE, _EARLY_NON_POSITIVE, _MID_SIDE, _LATE_NON_POSITIVE, _LATE_FUTURE = 1, 2, 4, 8, 16
 
 
 class Normaliser:
@@ -83,10 +104,13 @@ class Normaliser:
     `duplicate` (a trade id already accepted for the instrument) and `out_of_order` (older than
     the instrument's latest accepted trade by more than `reorder_tolerance_ns`).
 
-    Duplicates are detected within the reordering window: trade ids are remembered until they
-    fall more than `reorder_tolerance_ns` behind the latest trade (at most `max_recent_ids` per
-    instrument), and anything older is refused as out of order anyway. Storage keys are
-    idempotent too, so a duplicate that slips past a full window is still never stored twice.
+    Duplicates are detected within the reordering window: trade ids are remembered at least until
+    they fall more than `reorder_tolerance_ns` behind the latest trade (up to about
+    `max_recent_ids` per instrument), and anything older is refused as out of order anyway.
+    Storage keys are idempotent too, so a duplicate that slips past a full window is still never
+    stored twice.
+
+    `check_batch` applies the same checks, in the same order of reasons, to a `TickBatch`.
 
     Each reason is logged at most `log_limit` times per `log_window_s` seconds of `monotonic`
     time; the number suppressed is logged when the window rolls over.
@@ -104,7 +128,8 @@ class Normaliser:
         log_window_s: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._known: frozenset[tuple[str, str]] = frozenset(instruments)
+        self._known: dict[str, set[str]] = {}
+        self.add_instruments(instruments)
         self._clock = clock
         self._max_future_ns = max_future_ns
         self._tolerance_ns = reorder_tolerance_ns
@@ -113,14 +138,15 @@ class Normaliser:
         self._log_window_s = log_window_s
         self._monotonic = monotonic
         self._log_windows: dict[str, _LogWindow] = {}
-        self._recent: dict[tuple[str, str], _Recent] = {}
+        self._recent: dict[str, dict[str, _Recent]] = {}
         self.received = 0
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
 
     def add_instruments(self, instruments: Iterable[tuple[str, str]]) -> None:
         """Accept events of more (venue, symbol) instruments from now on."""
-        self._known = self._known | frozenset(instruments)
+        for venue, symbol in instruments:
+            self._known.setdefault(venue, set()).add(symbol)
 
     def check(self, event: object) -> MarketEvent | None:
         """Return the event (a dict message converted) when it is valid, else count it and return None."""
@@ -146,10 +172,9 @@ class Normaliser:
             raise InvalidEvent(WRONG_TYPE)
         if not venue or not symbol:
             raise InvalidEvent(MISSING_FIELD)
-        key = (venue, symbol)
-        if key not in self._known:
+        if symbol not in self._known.get(venue, ()):
             raise InvalidEvent(UNKNOWN_INSTRUMENT)
-        return key
+        return venue, symbol
 
     def _check_time(self, time_ns: object) -> int:
         if type(time_ns) is not int:
@@ -177,24 +202,89 @@ class Normaliser:
             raise InvalidEvent(INVALID_VALUE)
         if type(tick.recv_ns) is not int or type(tick.sent_ns) is not int:
             raise InvalidEvent(WRONG_TYPE)
-        key = self._check_instrument(tick.venue, tick.symbol)
+        venue, symbol = self._check_instrument(tick.venue, tick.symbol)
         time_ns = self._check_time(tick.time_ns)
-        recent = self._recent.get(key)
+        by_symbol = self._recent.get(venue)
+        if by_symbol is None:
+            by_symbol = self._recent[venue] = {}
+        recent = by_symbol.get(symbol)
         if recent is None:
-            recent = self._recent[key] = _Recent()
-        if trade_id in recent.ids:
+            recent = by_symbol[symbol] = _Recent()
+        if trade_id in recent.ids or trade_id in recent.old:
             raise InvalidEvent(DUPLICATE)
         if time_ns < recent.last_ns - self._tolerance_ns:
             raise InvalidEvent(OUT_OF_ORDER)
         recent.ids.add(trade_id)
-        order = recent.order
-        order.append((time_ns, trade_id))
         if time_ns > recent.last_ns:
             recent.last_ns = time_ns
-        horizon = recent.last_ns - self._tolerance_ns
-        while order[0][0] < horizon or len(order) > self._max_recent:
-            recent.ids.discard(order.popleft()[1])
+            if time_ns - recent.start_ns > self._tolerance_ns:
+                recent.rotate()
+        if len(recent.ids) >= self._max_recent:
+            recent.rotate()
         return tick
+
+    def check_batch(self, batch: TickBatch) -> TickBatch | None:
+        """Return the valid trades of `batch` (the batch itself when all are), or None when none is.
+
+        Each refused trade is counted and logged like `check` does for a `Tick`, under the reason
+        `check` would give it.
+        """
+        n = len(batch)
+        if n == 0:
+            return None
+        self.received += n
+        price, size, times = batch.price, batch.size, batch.time_ns
+        finite = np.isfinite(price) & np.isfinite(size)
+        flags = np.where(finite, 0, _EARLY_NON_FINITE)
+        flags |= np.where(finite & ((price <= 0.0) | (size <= 0.0)), _EARLY_NON_POSITIVE, 0)
+        flags |= np.where((batch.side < -1) | (batch.side > 1), _MID_SIDE, 0)
+        flags |= np.where(times <= 0, _LATE_NON_POSITIVE, 0)
+        flags |= np.where(times > self._clock.now_ns() + self._max_future_ns, _LATE_FUTURE, 0)
+        venue = batch.venue
+        if type(venue) is str:
+            known = self._known.get(venue, set())
+            by_symbol = self._recent.setdefault(venue, {})
+        else:  # every trade is refused (wrong_type) before its instrument's state is needed
+            known, by_symbol = set(), {}
+        tolerance, bound = self._tolerance_ns, self._max_recent
+        refused: list[tuple[int, str]] = []
+        for i, (symbol, trade_id, time_ns, flag) in enumerate(
+            zip(batch.symbols, batch.trade_ids, times.tolist(), flags.tolist(), strict=True)
+        ):
+            try:
+                plain = not flag and type(trade_id) is str and trade_id and symbol in known
+            except TypeError:  # an unhashable symbol
+                plain = False
+            if not plain:
+                refused.append((i, _batch_reason(flag, venue, symbol, trade_id, known)))
+                continue
+            recent = by_symbol.get(symbol)
+            if recent is None:
+                recent = by_symbol[symbol] = _Recent()
+            if trade_id in recent.ids or trade_id in recent.old:
+                refused.append((i, DUPLICATE))
+                continue
+            if time_ns < recent.last_ns - tolerance:
+                refused.append((i, OUT_OF_ORDER))
+                continue
+            recent.ids.add(trade_id)
+            if time_ns > recent.last_ns:
+                recent.last_ns = time_ns
+                if time_ns - recent.start_ns > tolerance:
+                    recent.rotate()
+            if len(recent.ids) >= bound:
+                recent.rotate()
+        if not refused:
+            self.accepted += n
+            return batch
+        for i, reason in refused:
+            self._reject(reason, batch.tick(i))
+        self.accepted += n - len(refused)
+        if len(refused) == n:
+            return None
+        keep = np.ones(n, dtype=np.bool_)
+        keep[[i for i, _ in refused]] = False
+        return batch.take(keep)
 
     def _check_bar(self, bar: Bar) -> Bar:
         prices = (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.vwap)
@@ -236,6 +326,27 @@ class Normaliser:
             log.warning("rejected market event (%s): %s", reason, _raw(event))
         else:
             window.suppressed += 1
+
+
+def _batch_reason(flag: int, venue: object, symbol: object, trade_id: object, known: set[str]) -> str:
+    """Return the reason `Normaliser.check` gives a trade with these values, in its order of checks."""
+    if flag & _EARLY_NON_FINITE:
+        return NON_FINITE
+    if flag & _EARLY_NON_POSITIVE:
+        return NON_POSITIVE
+    if type(trade_id) is not str:
+        return WRONG_TYPE
+    if not trade_id:
+        return MISSING_FIELD
+    if flag & _MID_SIDE:
+        return INVALID_VALUE
+    if type(venue) is not str or type(symbol) is not str:
+        return WRONG_TYPE
+    if not venue or not symbol:
+        return MISSING_FIELD
+    if symbol not in known:
+        return UNKNOWN_INSTRUMENT
+    return NON_POSITIVE if flag & _LATE_NON_POSITIVE else FUTURE_TIMESTAMP
 
 
 def _value(value: object) -> float:

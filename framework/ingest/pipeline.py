@@ -3,7 +3,9 @@
     feed -> Normaliser -> BarAggregator -> BatchWriter (-> Spool while the database is away)
 
 Everything runs on the event loop of the caller: the feed is consumed by `run`, the writer has
-its own task, and a timer closes the bars of instruments that went quiet.
+its own task, and a timer closes the bars of instruments that went quiet. A feed that can hand
+over its trades as columns (`BatchFeed.batches`, yielding `TickBatch`es) is read that way: each
+stage then works on a whole batch at a time instead of one `Tick` object per trade.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from typing import TypeVar
 import asyncpg
 
 from framework.clock import Clock, WallClock
-from framework.events import Tick
-from framework.feeds.base import Feed
+from framework.events import Bar, Tick, TickBatch
+from framework.feeds.base import BatchFeed, Feed
 from framework.ingest.aggregate import DEFAULT_TIMEFRAMES, BarAggregator
-from framework.ingest.latency import LatencySummary
+from framework.ingest.latency import LatencySnapshot, LatencySummary
 from framework.ingest.link import DATABASE_DOWN, PoolFactory
 from framework.ingest.normalise import Normaliser
 from framework.ingest.spool import Spool
@@ -73,6 +75,9 @@ class IngestPipeline:
     still finds its bar open. When the feed ends on its own (a replay) every open bar is closed;
     after `stop` only the bars whose period is over are, since the others are incomplete.
 
+    `on_bars(bars)` is called with every group of bars as they close (a quick, synchronous hand-off:
+    the live runner queues them for its strategy engine, so deciding never slows ingestion).
+
     While the database is unreachable, batches go to `spool` (a `Spool` or its directory) and are
     written, oldest first, when it is back: ingestion never stops for the database.
 
@@ -90,6 +95,9 @@ class IngestPipeline:
             await pipeline.stop()
             await running
         print(pipeline.stats().tick_latency.p99_ms)
+
+    `latency(reset=True)` reads the writer's latencies and starts a new window (e.g. to leave a
+    warm-up out of a measurement, or to report the last minute's percentiles).
     """
 
     def __init__(
@@ -110,8 +118,10 @@ class IngestPipeline:
         bar_close_delay_ns: int = 2 * _SECOND,
         bar_timer_ms: float = 100.0,
         backoff_s: tuple[float, float] = (0.05, 2.0),
+        on_bars: Callable[[list[Bar]], None] | None = None,
     ) -> None:
         self._feed = feed
+        self._on_bars = on_bars
         if isinstance(database, asyncpg.Pool):
             self._pool: asyncpg.Pool | None = database
             self._connect: PoolFactory | None = None
@@ -187,6 +197,8 @@ class IngestPipeline:
                 closing = self._aggregator.flush(self._clock.now_ns() - self._close_delay_ns)
             for bar in closing:
                 await writer.put(bar)
+            if closing and self._on_bars is not None:
+                self._on_bars(closing)
         finally:
             try:
                 if writer is not None:
@@ -202,6 +214,17 @@ class IngestPipeline:
         if not self._feed_closed:
             self._feed_closed = True
             await self._feed.close()
+
+    def latency(self, *, reset: bool = False) -> LatencySnapshot:
+        """Return the tick-to-commit and per-commit latencies so far; with `reset`, start a new window."""
+        if self._writer is None:
+            empty = LatencySummary(0, None, None, None, None, None)
+            return LatencySnapshot(tick=empty, batch=empty)
+        return self._writer.latency(reset=reset)
+
+    def reset_latency(self) -> None:
+        """Forget the latencies recorded so far (start a new measurement window)."""
+        self.latency(reset=True)
 
     def stats(self) -> IngestStats:
         """Return the pipeline's counters (cheap; safe to call while it runs)."""
@@ -228,31 +251,53 @@ class IngestPipeline:
         )
 
     async def _consume(self, writer: BatchWriter) -> bool:
-        check = self._normaliser.check
-        on_tick = self._aggregator.on_tick
+        check, check_batch = self._normaliser.check, self._normaliser.check_batch
+        on_tick, on_batch = self._aggregator.on_tick, self._aggregator.on_batch
         offer = writer.offer
+        feed = self._feed
+        source = feed.batches() if isinstance(feed, BatchFeed) else feed.events()
         seen = 0
-        async for event in self._feed.events():
-            accepted = check(event)
-            if accepted is not None:
-                if not offer(accepted):
-                    await writer.put(accepted)
-                if isinstance(accepted, Tick):
-                    for bar in on_tick(accepted):
+        async for event in source:
+            if type(event) is TickBatch:
+                batch = check_batch(event)
+                if batch is not None:
+                    if not offer(batch):
+                        await writer.put(batch)
+                    closed = on_batch(batch)
+                    for bar in closed:
                         if not offer(bar):
                             await writer.put(bar)
+                    if closed and self._on_bars is not None:
+                        self._on_bars(closed)
+                seen += len(event)
+            else:
+                accepted = check(event)
+                if accepted is not None:
+                    if not offer(accepted):
+                        await writer.put(accepted)
+                    if isinstance(accepted, Tick):
+                        closed = on_tick(accepted)
+                        for bar in closed:
+                            if not offer(bar):
+                                await writer.put(bar)
+                        if closed and self._on_bars is not None:
+                            self._on_bars(closed)
+                seen += 1
             if self._stopping:
                 return False
-            seen += 1
-            if seen % _YIELD_EVERY == 0:
+            if seen >= _YIELD_EVERY:
+                seen = 0
                 await asyncio.sleep(0)
         return not self._stopping
 
     async def _bar_timer(self, writer: BatchWriter) -> None:
         while True:
             await asyncio.sleep(self._bar_timer_s)
-            for bar in self._aggregator.flush(self._clock.now_ns() - self._close_delay_ns):
+            closed = self._aggregator.flush(self._clock.now_ns() - self._close_delay_ns)
+            for bar in closed:
                 await writer.put(bar)
+            if closed and self._on_bars is not None:
+                self._on_bars(closed)
 
     async def _open_pool(self) -> asyncpg.Pool:
         if self._pool is None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from framework.errors import TransientError
-from framework.events import Bar, Tick
+from framework.events import Bar, Tick, TickBatch
 
 __all__ = ["Spool", "SpoolFullError", "SpooledBatch"]
 
@@ -89,11 +89,16 @@ class Spool:
         """Return the bytes the waiting batches take on disk."""
         return self._bytes
 
-    def append(self, ticks: Sequence[Tick], bars: Sequence[Bar]) -> Path:
-        """Store a batch durably after the others; raise `SpoolFullError` when there is no room."""
+    def append(self, ticks: Sequence[Tick], bars: Sequence[Bar], batches: Sequence[TickBatch] = ()) -> Path:
+        """Store a batch (`ticks`, then the trades of `batches`, and `bars`) durably after the others.
+
+        Raise `SpoolFullError` when there is no room.
+        """
         tick_rows = [
             (t.venue, t.symbol, t.time_ns, t.trade_id, t.price, t.size, t.side, t.recv_ns, t.sent_ns) for t in ticks
         ]
+        for batch in batches:
+            tick_rows.extend(batch.rows())
         bar_rows = [
             (b.venue, b.symbol, b.timeframe, b.open_ns, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trades)
             for b in bars

@@ -1,11 +1,14 @@
 """Write ticks and bars to PostgreSQL in batches, and keep ingesting while the database is away.
 
-Events arrive on a bounded queue (a full queue blocks the producer: backpressure, never a drop).
-The writer takes whatever is queued, up to `batch_size`, and writes the batch with COPY through
-`framework.storage.marketdata`, whose writes are idempotent. Batching adapts to the load: when a
-commit slot is free the batch is written at once (lowest latency at low rates); while all
-`max_in_flight` commits are busy it keeps collecting for at most `flush_ms`, so batches grow with
-the load and PostgreSQL works on one batch while Python prepares the next.
+Events arrive in a bounded inbox (a full inbox blocks the producer: backpressure, never a drop).
+The inbox is bounded in trades and bars, whether they come one by one (`Tick`, `Bar`) or as
+columns (`TickBatch`, which counts for its trades). The writer takes whatever is queued, up to
+`batch_size` trades and bars, and commits it with one idempotent statement
+(`framework.storage.marketdata.write_market_data`: ticks and bars together, one round trip).
+Batching adapts to the load: when a commit slot is free the batch is written at once (lowest
+latency at low rates); while all `max_in_flight` commits are busy it keeps collecting for at most
+`flush_ms`, so batches grow with the load and PostgreSQL works on one batch while Python prepares
+the next.
 
 When the database cannot be reached a batch goes to the on-disk `Spool` and the link retries
 with backoff; once the database answers again, the spool is replayed, oldest first, before new
@@ -18,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import NoReturn
 
 import asyncpg
@@ -27,15 +31,24 @@ import numpy as np
 
 from framework.clock import Clock, WallClock
 from framework.errors import IntegrityError, ParameterError
-from framework.events import Bar, MarketEvent, Tick, ns_to_datetime
-from framework.ingest.latency import LatencyHistogram, LatencySummary
+from framework.events import Bar, MarketEvent, Tick, TickBatch, ns_to_datetime
+from framework.ingest.latency import LatencyHistogram, LatencySnapshot, LatencySummary
 from framework.ingest.link import DATABASE_DOWN, DatabaseLink, PoolFactory
 from framework.ingest.spool import Spool, SpoolFullError
-from framework.storage.marketdata import InstrumentKey, bar_rows, tick_rows, write_bars, write_ticks
+from framework.storage.marketdata import (
+    InstrumentKey,
+    bar_columns,
+    ids_by_venue,
+    tick_columns,
+    write_market_data,
+)
 
 __all__ = ["BatchWriter", "WriterStats"]
 
 log = logging.getLogger(__name__)
+
+_Item = MarketEvent | TickBatch | None
+"""What the inbox holds: an event, a batch of trades, or None (close)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +73,101 @@ class WriterStats:
     tick_latency: LatencySummary
 
 
+@dataclass(slots=True)
+class _Chunk:
+    """One write: batches of trades, single ticks and bars."""
+
+    batches: list[TickBatch] = field(default_factory=list)
+    ticks: list[Tick] = field(default_factory=list)
+    bars: list[Bar] = field(default_factory=list)
+    n_ticks: int = 0
+
+    def add(self, item: MarketEvent | TickBatch) -> int:
+        """Add an event; return how much it weighs (trades and bars)."""
+        if isinstance(item, TickBatch):
+            self.batches.append(item)
+            self.n_ticks += len(item)
+            return len(item)
+        if isinstance(item, Tick):
+            self.ticks.append(item)
+            self.n_ticks += 1
+        else:
+            self.bars.append(item)
+        return 1
+
+    def __bool__(self) -> bool:
+        return bool(self.n_ticks or self.bars)
+
+
+def _weight(item: _Item) -> int:
+    return len(item) if isinstance(item, TickBatch) else 1 if item is not None else 0
+
+
+class _Inbox:
+    """A FIFO bounded by the trades and bars it holds; one consumer (the writer task).
+
+    An item heavier than the whole capacity is still taken when the inbox is empty, so a big
+    batch waits for room instead of waiting forever.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.size = 0
+        self._items: deque[tuple[_Item, int]] = deque()
+        self._getter: asyncio.Future[None] | None = None
+        self.room = asyncio.Event()
+        self.room.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def offer(self, item: _Item) -> bool:
+        weight = _weight(item)
+        if self.size and self.size + weight > self.capacity:
+            self.room.clear()
+            return False
+        self._items.append((item, weight))
+        self.size += weight
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+        return True
+
+    def get_nowait(self) -> _Item:
+        """Return the oldest item; raise IndexError when empty."""
+        item, weight = self._items.popleft()
+        self.size -= weight
+        if not self.room.is_set():
+            self.room.set()
+        return item
+
+    async def get(self, timeout: float | None) -> _Item:
+        """Return the oldest item, waiting at most `timeout` seconds (TimeoutError) for one."""
+        if not self._items:
+            getter = self._getter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(timeout):
+                    await getter
+            finally:
+                self._getter = None
+        return self.get_nowait()
+
+
 class BatchWriter:
-    """Consume ticks and bars from a bounded queue and commit them to PostgreSQL in batches.
+    """Consume ticks, batches of ticks and bars from a bounded inbox and commit them to PostgreSQL in batches.
 
     Give it an open `pool`, or a `connect` factory (or both): with a factory the writer owns its
     pool and replaces it after an outage (see `DatabaseLink`). `ids` maps every instrument's
     (venue, symbol) to its database id (see `upsert_instruments`); the pool needs at least
     `max_in_flight` connections.
 
-    `start` launches the writing task; `put` queues an event (waiting while the queue is full) and
-    `offer` queues it only if there is room; `close` writes everything queued, then stops.
+    `start` launches the writing task; `put` queues an event (waiting while the inbox is full) and
+    `offer` queues it only if there is room; `close` writes everything queued, then stops. The
+    inbox holds at most `queue_size` trades and bars (a `TickBatch` counts for its trades).
 
     Latencies: `batch_latency` is the time to commit a batch; `tick_latency` runs from each
     tick's `sent_ns` (or `recv_ns` when the venue gives no send time) to its commit, by `clock`.
+    `latency(reset=True)` reads both and starts a new window.
 
     A batch the database refuses for another reason than being unreachable (a constraint
     violation) is spooled and `IntegrityError` is raised: stop and reconcile. Whatever was still
@@ -98,12 +193,12 @@ class BatchWriter:
             raise ParameterError("batch_size, queue_size and max_in_flight must be positive")
         where = str(spool.directory)
         self._link = DatabaseLink(pool, connect, backoff_s=backoff_s, probe_timeout_s=probe_timeout_s, where=where)
-        self._ids = dict(ids)
+        self._ids = ids_by_venue(ids)
         self._spool = spool
         self._clock = clock or WallClock()
         self._batch_size = batch_size
         self._flush_s = flush_ms / 1000.0
-        self._queue: asyncio.Queue[Tick | Bar | None] = asyncio.Queue(maxsize=queue_size)
+        self._inbox = _Inbox(queue_size)
         self._max_in_flight = max_in_flight
         self._slots = asyncio.Semaphore(max_in_flight)
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -127,21 +222,17 @@ class BatchWriter:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="rata-batch-writer")
 
-    def offer(self, event: MarketEvent) -> bool:
-        """Queue `event` if there is room right now; return whether it was queued.
+    def offer(self, event: MarketEvent | TickBatch) -> bool:
+        """Queue `event` (a tick, a bar or a batch of ticks) if there is room right now; return whether it was.
 
         Raise `IntegrityError` if the writer failed, `RuntimeError` if it was closed.
         """
         if self._task is not None and self._task.done():
             _raise_stopped(self._task)
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            return False
-        return True
+        return self._inbox.offer(event)
 
-    async def put(self, event: MarketEvent) -> None:
-        """Queue `event`, waiting while the queue is full; raise like `offer` if the writer stopped."""
+    async def put(self, event: MarketEvent | TickBatch) -> None:
+        """Queue `event`, waiting while the inbox is full; raise like `offer` if the writer stopped."""
         if not self.offer(event):
             await self._enqueue(event)
 
@@ -165,7 +256,7 @@ class BatchWriter:
         """Return counters and latency summaries."""
         return WriterStats(
             online=self._link.online,
-            queue_depth=self._queue.qsize(),
+            queue_depth=self._inbox.size,
             batches=self._batches,
             ticks_written=self._ticks_written,
             ticks_duplicate=self._ticks_duplicate,
@@ -182,39 +273,45 @@ class BatchWriter:
             tick_latency=self._tick_latency.summary(),
         )
 
-    async def _enqueue(self, item: Tick | Bar | None) -> None:
-        while True:
+    def latency(self, *, reset: bool = False) -> LatencySnapshot:
+        """Return the tick and batch latencies recorded so far; with `reset`, start a new window."""
+        snapshot = LatencySnapshot(tick=self._tick_latency.summary(), batch=self._batch_latency.summary())
+        if reset:
+            self._tick_latency.reset()
+            self._batch_latency.reset()
+        return snapshot
+
+    async def _enqueue(self, item: _Item) -> None:
+        inbox = self._inbox
+        while not inbox.offer(item):
             task = self._task
             if task is None:
-                await self._queue.put(item)
-                return
+                await inbox.room.wait()
+                continue
             if task.done():
                 _raise_stopped(task)
-            putter = asyncio.ensure_future(self._queue.put(item))
+            room = asyncio.ensure_future(inbox.room.wait())
             try:
-                done, _ = await asyncio.wait({putter, task}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({room, task}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                if not putter.done():
-                    putter.cancel()
-            if putter in done:
-                return
+                if not room.done():
+                    room.cancel()
 
     async def _run(self) -> None:
-        ticks: list[Tick] = []
-        bars: list[Bar] = []
+        chunk = _Chunk()
         try:
             await self._catch_up()
             while True:
-                ticks, bars, stop = await self._collect()
-                if ticks or bars:
+                chunk, stop = await self._collect()
+                if chunk:
                     await self._slots.acquire()
                     if self._failure is not None:
                         self._slots.release()
                         raise self._failure
-                    task = asyncio.create_task(self._commit(ticks, bars))
+                    task = asyncio.create_task(self._commit(chunk))
                     self._in_flight.add(task)
                     task.add_done_callback(self._committed)
-                    ticks, bars = [], []
+                    chunk = _Chunk()
                 elif not stop:
                     await self._catch_up()
                 self._raise_failure()
@@ -225,13 +322,11 @@ class BatchWriter:
             await self._catch_up(now=True)
         except Exception:
             await self._settle()
-            while not self._queue.empty():
-                item = self._queue.get_nowait()
-                if isinstance(item, Tick):
-                    ticks.append(item)
-                elif isinstance(item, Bar):
-                    bars.append(item)
-            await self._keep(ticks, bars)
+            while len(self._inbox):
+                item = self._inbox.get_nowait()
+                if item is not None:
+                    chunk.add(item)
+            await self._keep(chunk)
             raise
 
     def _committed(self, task: asyncio.Task[None]) -> None:
@@ -248,53 +343,48 @@ class BatchWriter:
         if self._in_flight:
             await asyncio.wait(set(self._in_flight))
 
-    async def _collect(self) -> tuple[list[Tick], list[Bar], bool]:
-        queue = self._queue
+    async def _collect(self) -> tuple[_Chunk, bool]:
+        inbox = self._inbox
         loop = asyncio.get_running_loop()
-        ticks: list[Tick] = []
-        bars: list[Bar] = []
+        chunk = _Chunk()
         idle = None if self._link.online and not self._spool.pending() else max(self._link.retry_in(), 0.01)
         try:
-            item = await asyncio.wait_for(queue.get(), idle)
+            item = await inbox.get(idle)
         except TimeoutError:
-            return ticks, bars, False
+            return chunk, False
         deadline = loop.time() + self._flush_s
         size = 0
         while True:
             if item is None:
-                return ticks, bars, True
-            if type(item) is Tick:
-                ticks.append(item)
-            else:
-                bars.append(item)  # type: ignore[arg-type]
-            size += 1
+                return chunk, True
+            size += chunk.add(item)
             if size >= self._batch_size:
                 break
             try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
+                item = inbox.get_nowait()
+            except IndexError:
                 if len(self._in_flight) < self._max_in_flight:
                     break
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
                 try:
-                    item = await asyncio.wait_for(queue.get(), remaining)
+                    item = await inbox.get(remaining)
                 except TimeoutError:
                     break
-        return ticks, bars, False
+        return chunk, False
 
-    async def _commit(self, ticks: list[Tick], bars: list[Bar]) -> None:
+    async def _commit(self, chunk: _Chunk) -> None:
         try:
             if await self._catch_up():
                 try:
-                    await self._write(ticks, bars)
+                    await self._write(chunk)
                     return
                 except DATABASE_DOWN as exc:
                     self._link.went_down(exc)
-            await self._spool_batch(ticks, bars)
+            await self._spool_chunk(chunk)
         except Exception as exc:
-            await self._keep(ticks, bars)
+            await self._keep(chunk)
             if isinstance(exc, asyncpg.PostgresError):
                 raise IntegrityError(f"the database refused market data (kept in the spool): {exc}") from exc
             raise
@@ -309,7 +399,7 @@ class BatchWriter:
             if self._spool.pending():
                 async with self._spooling:
                     try:
-                        self._replayed += await self._spool.drain(self._write)
+                        self._replayed += await self._spool.drain(self._write_spooled)
                     except DATABASE_DOWN as exc:
                         self._link.went_down(exc)
                         return False
@@ -320,11 +410,11 @@ class BatchWriter:
                 log.info("spool replayed; writing live market data again")
         return True
 
-    async def _spool_batch(self, ticks: list[Tick], bars: list[Bar]) -> None:
+    async def _spool_chunk(self, chunk: _Chunk) -> None:
         while True:
             try:
                 async with self._spooling:
-                    await asyncio.to_thread(self._spool.append, ticks, bars)
+                    await asyncio.to_thread(self._spool.append, chunk.ticks, chunk.bars, chunk.batches)
             except SpoolFullError as exc:
                 if self._spool_full_waits == 0:
                     log.error("%s; holding new market data until the database is back", exc)
@@ -332,55 +422,62 @@ class BatchWriter:
                 await asyncio.sleep(max(self._link.retry_in(), 0.01))
                 if await self._catch_up():
                     try:
-                        await self._write(ticks, bars)
+                        await self._write(chunk)
                         return
                     except DATABASE_DOWN as down:
                         self._link.went_down(down)
             else:
                 self._spooled_batches += 1
-                self._spooled_ticks += len(ticks)
-                self._spooled_bars += len(bars)
+                self._spooled_ticks += chunk.n_ticks
+                self._spooled_bars += len(chunk.bars)
                 return
 
-    async def _keep(self, ticks: list[Tick], bars: list[Bar]) -> None:
+    async def _keep(self, chunk: _Chunk) -> None:
         """Spool events the writer cannot write because it is failing; say so if even that fails."""
-        if not (ticks or bars):
+        if not chunk:
             return
         try:
             async with self._spooling:
-                await asyncio.to_thread(self._spool.append, ticks, bars)
+                await asyncio.to_thread(self._spool.append, chunk.ticks, chunk.bars, chunk.batches)
         except (SpoolFullError, OSError) as exc:
             log.error(
                 "lost %d ticks and %d bars: the writer failed and the spool refused them (%s)",
-                len(ticks),
-                len(bars),
+                chunk.n_ticks,
+                len(chunk.bars),
                 exc,
             )
         else:
-            log.error("the writer failed; %d ticks and %d bars kept in the spool", len(ticks), len(bars))
+            log.error("the writer failed; %d ticks and %d bars kept in the spool", chunk.n_ticks, len(chunk.bars))
 
-    async def _write(self, ticks: list[Tick], bars: list[Bar]) -> None:
+    async def _write_spooled(self, ticks: Sequence[Tick], bars: Sequence[Bar]) -> None:
+        await self._write(_Chunk([], list(ticks), list(bars), len(ticks)))
+
+    async def _write(self, chunk: _Chunk) -> None:
         started = time.perf_counter_ns()
+        ticks = tick_columns(chunk.batches, chunk.ticks, self._ids)
+        bars = bar_columns(chunk.bars, self._ids)
         received_at = ns_to_datetime(self._clock.now_ns())
         async with self._link.pool.acquire() as conn:
             try:
-                new = await write_ticks(conn, tick_rows(ticks, self._ids, received_at)) if ticks else 0
-                if bars:
-                    await write_bars(conn, bar_rows(bars, self._ids))
+                new = await write_market_data(conn, ticks, bars, received_at)
             except DATABASE_DOWN:
                 conn.terminate()  # never hand a connection in an unknown state back to the pool
                 raise
         committed_ns = self._clock.now_ns()
         self._batch_latency.record(time.perf_counter_ns() - started)
-        if ticks:
-            origins = np.fromiter((t.sent_ns or t.recv_ns for t in ticks), dtype=np.int64, count=len(ticks))
-            origins = origins[origins > 0]
-            if origins.size:
-                self._tick_latency.record_many(committed_ns - origins)
+        if chunk.n_ticks:
+            origins = [np.where(b.sent_ns > 0, b.sent_ns, b.recv_ns) for b in chunk.batches]
+            if chunk.ticks:
+                singles = chunk.ticks
+                origins.append(np.fromiter((t.sent_ns or t.recv_ns for t in singles), np.int64, len(singles)))
+            merged = np.concatenate(origins) if len(origins) > 1 else origins[0]
+            merged = merged[merged > 0]
+            if merged.size:
+                self._tick_latency.record_many(committed_ns - merged)
         self._batches += 1
         self._ticks_written += new
-        self._ticks_duplicate += len(ticks) - new
-        self._bars_written += len(bars)
+        self._ticks_duplicate += chunk.n_ticks - new
+        self._bars_written += len(chunk.bars)
 
 
 def _raise_stopped(task: asyncio.Task[None]) -> NoReturn:

@@ -1,18 +1,20 @@
-"""The ceiling for the ingestion benchmark: how fast asyncpg's COPY alone puts tick rows into PostgreSQL.
+"""The ceiling for the ingestion benchmark: how fast PostgreSQL takes tick rows, and at what cost per commit.
 
 Rows are built before the clock starts (the pipeline's own row building is not in the ceiling),
 in batches of 5,000 (the writer's default batch size), every row a new key, into the same fresh,
-migrated database layout the pipeline writes to. Three ways:
+migrated database layout the pipeline writes to. The ways:
 
-- raw COPY into `ticks`, one connection, one batch after another (each COPY its own transaction);
-- the same on two connections at once (the writer keeps up to two commits in flight);
-- `framework.storage.marketdata.write_ticks` on one connection: COPY into a temporary staging
-  table, then `INSERT ... SELECT ... ON CONFLICT DO NOTHING` (the idempotent path the writer uses);
-- for comparison, an idempotent write without the staging table: one `INSERT ... SELECT FROM
-  unnest($1::int[], ...) ON CONFLICT DO NOTHING` with the columns as arrays;
+- raw COPY into `ticks`, one connection, one batch after another (each COPY its own transaction),
+  and the same on two connections at once (the writer keeps up to two commits in flight): not
+  idempotent, the upper bound;
+- `write_market_data`, what the writer runs: one `INSERT ... SELECT FROM unnest($1::int4[], ...)
+  ON CONFLICT DO NOTHING` with the columns as arrays and times as integer microseconds (turned into
+  `timestamptz` by PostgreSQL), the batch's bars in the same statement; one connection and two;
+- the previous writer, for comparison: COPY into a per-connection temporary staging table created
+  `ON COMMIT DELETE ROWS`, then `INSERT ... SELECT ... ON CONFLICT DO NOTHING`, in one transaction;
 - both idempotent ways again with small batches (25 rows, what a commit carries at 5,000 ticks/s),
-  for their per-commit latency: the staging table is created `ON COMMIT DELETE ROWS`, so every
-  commit truncates it (an `ftruncate` of its file, seen as the `IO:DataFileTruncate` wait).
+  for their per-commit latency: the staging table truncates its file at every commit (the
+  `IO:DataFileTruncate` wait).
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ import asyncpg
 
 from framework.instruments import Instrument
 from framework.storage import apply_migrations, connect_dsn
-from framework.storage.marketdata import upsert_instruments, write_ticks
+from framework.storage.marketdata import BarColumns, TickColumns, upsert_instruments, write_market_data
 
 __all__ = ["BATCH", "SMALL_BATCH", "CeilingResult", "copy_ceiling"]
 
 BATCH = 5_000
 SMALL_BATCH = 25  # what one commit carries at 5,000 ticks/s with commits every ~5 ms
 _COLUMNS = ["instrument_id", "time", "trade_id", "price", "size", "side", "received_at"]
+_NO_BARS = BarColumns([], [], [], [], [], [], [], [], [], [])
+WRITER = "write_market_data (INSERT ... unnest(arrays), int64 us times, ON CONFLICT; what the writer runs)"
+STAGED = "previous writer: COPY into a temp staging table (ON COMMIT DELETE ROWS) + INSERT ON CONFLICT"
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,12 @@ class CeilingResult:
         return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
+@dataclass(frozen=True)
+class _Batch:
+    rows: list[tuple[object, ...]]
+    columns: TickColumns
+
+
 class _Rows:
     """Tick rows with distinct keys: 500 instruments, microsecond-spaced times, serial trade ids."""
 
@@ -62,8 +73,9 @@ class _Rows:
         self._ids = instrument_ids
         self._n = 0
         self._start = datetime.now(UTC)
+        self._start_us = (self._start - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
-    def batch(self, size: int = BATCH) -> list[tuple[object, ...]]:
+    def batch(self, size: int = BATCH) -> _Batch:
         rows = []
         start, ids = self._n, self._ids
         received = datetime.now(UTC)
@@ -71,8 +83,16 @@ class _Rows:
             rows.append(
                 (ids[k % len(ids)], self._start + timedelta(microseconds=k), str(k), 100.0 + k % 97, 0.5, 1, received)
             )
+        columns = TickColumns(
+            [ids[k % len(ids)] for k in range(start, start + size)],
+            [self._start_us + k for k in range(start, start + size)],
+            [str(k) for k in range(start, start + size)],
+            [100.0 + k % 97 for k in range(start, start + size)],
+            [0.5] * size,
+            [1] * size,
+        )
         self._n += size
-        return rows
+        return _Batch(rows, columns)
 
 
 async def _timed(
@@ -80,7 +100,7 @@ async def _timed(
     seconds: float,
     rows: _Rows,
     connections: list[asyncpg.Connection],
-    write: Callable[[asyncpg.Connection, list[tuple[object, ...]]], Awaitable[object]],
+    write: Callable[[asyncpg.Connection, _Batch], Awaitable[object]],
     batch: int = BATCH,
 ) -> CeilingResult:
     spent = 0.0
@@ -97,19 +117,26 @@ async def _timed(
     return CeilingResult(name, batch, written, spent, rounds_ms)
 
 
-async def _raw_copy(conn: asyncpg.Connection, rows: list[tuple[object, ...]]) -> None:
-    await conn.copy_records_to_table("ticks", records=rows, columns=_COLUMNS)
+async def _raw_copy(conn: asyncpg.Connection, batch: _Batch) -> None:
+    await conn.copy_records_to_table("ticks", records=batch.rows, columns=_COLUMNS)
 
 
-_UNNEST = (
-    f"INSERT INTO ticks ({', '.join(_COLUMNS)}) SELECT * FROM unnest($1::int[], $2::timestamptz[], $3::text[], "
-    "$4::float8[], $5::float8[], $6::int2[], $7::timestamptz[]) ON CONFLICT DO NOTHING"
+async def _writer(conn: asyncpg.Connection, batch: _Batch) -> None:
+    await write_market_data(conn, batch.columns, _NO_BARS, datetime.now(UTC))
+
+
+_STAGE = "CREATE TEMP TABLE IF NOT EXISTS ticks_stage (LIKE ticks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+_MERGE = (
+    f"INSERT INTO ticks ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} FROM ticks_stage ON CONFLICT DO NOTHING"
 )
 
 
-async def _unnest_insert(conn: asyncpg.Connection, rows: list[tuple[object, ...]]) -> None:
-    """Write idempotently without a staging table: one INSERT of column arrays (an alternative to `write_ticks`)."""
-    await conn.execute(_UNNEST, *(list(column) for column in zip(*rows, strict=True)))
+async def _staged(conn: asyncpg.Connection, batch: _Batch) -> None:
+    """The previous writer: COPY into a temp staging table, merge with INSERT ON CONFLICT, one transaction."""
+    await conn.execute(_STAGE)
+    async with conn.transaction():
+        await conn.copy_records_to_table("ticks_stage", records=batch.rows, columns=_COLUMNS)
+        await conn.execute(_MERGE)
 
 
 async def copy_ceiling(dsn: str, instruments: list[Instrument], seconds: float) -> list[CeilingResult]:
@@ -121,16 +148,15 @@ async def copy_ceiling(dsn: str, instruments: list[Instrument], seconds: float) 
         rows = _Rows(sorted(ids.values()))
         async with pool.acquire() as one, pool.acquire() as two:
             await _timed("warm-up", min(1.0, seconds), rows, [one], _raw_copy)
+            await _timed("warm-up", min(1.0, seconds), rows, [one, two], _writer)
             return [
                 await _timed("raw COPY into ticks, 1 connection", seconds, rows, [one], _raw_copy),
                 await _timed("raw COPY into ticks, 2 connections at once", seconds, rows, [one, two], _raw_copy),
-                await _timed("write_ticks (COPY to a temp staging table + INSERT ON CONFLICT; what the writer "
-                             "uses), 1 connection", seconds, rows, [one], write_ticks),
-                await _timed("INSERT ... SELECT FROM unnest(arrays) ON CONFLICT (no staging table), 1 connection",
-                             seconds, rows, [one], _unnest_insert),
-                await _timed("write_ticks, small batches", seconds, rows, [one], write_ticks, SMALL_BATCH),
-                await _timed("INSERT ... unnest ON CONFLICT, small batches", seconds, rows, [one], _unnest_insert,
-                             SMALL_BATCH),
-            ]  # fmt: skip
+                await _timed(f"{WRITER}, 1 connection", seconds, rows, [one], _writer),
+                await _timed(f"{WRITER}, 2 connections at once", seconds, rows, [one, two], _writer),
+                await _timed(f"{STAGED}, 1 connection", seconds, rows, [one], _staged),
+                await _timed(f"{WRITER}, small batches", seconds, rows, [one], _writer, SMALL_BATCH),
+                await _timed(f"{STAGED}, small batches", seconds, rows, [one], _staged, SMALL_BATCH),
+            ]
     finally:
         await pool.close()

@@ -31,30 +31,34 @@ __all__ = ["Profile", "profile_self"]
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ccxt client (decode, parse, caches, futures)", ("/ccxt/",)),
     ("aiohttp websocket reader", ("/aiohttp/",)),
-    ("asyncpg (COPY encoding, protocol)", ("/asyncpg/",)),
-    ("CcxtFeed (parse to Tick, cursor, queue)", ("framework/feeds/ccxt_feed.py", "framework/feeds/venues/")),
-    ("SyntheticFeed (draw, make Ticks)", ("framework/feeds/synthetic.py",)),
+    ("asyncpg (protocol, array encoding)", ("/asyncpg/",)),
+    ("Binance direct stream (read, parse)", ("framework/feeds/venues/binance.py",)),
+    ("CcxtFeed (cursors, outbox, backfill)", ("framework/feeds/ccxt_feed.py", "framework/feeds/venues/")),
+    ("SyntheticFeed (draw, batches)", ("framework/feeds/synthetic.py",)),
     ("normaliser (validate, dedupe)", ("framework/ingest/normalise.py", "framework/ingest/messages.py")),
     ("bar aggregator", ("framework/ingest/aggregate.py",)),
     ("pipeline loop", ("framework/ingest/pipeline.py",)),
     (
-        "batch writer (collect, rows, latency)",
+        "batch writer (collect, columns, latency)",
         ("framework/ingest/writer.py", "framework/ingest/latency.py", "framework/storage/", "framework/events.py"),
     ),
-    ("asyncio (event loop, queues, futures)", ("/asyncio/",)),
+    ("asyncio / uvloop (event loop, futures)", ("/asyncio/", "/uvloop/")),
+    ("orjson", ("orjson",)),
     ("numpy", ("/numpy/",)),
     ("frozen dataclass __init__ (Tick, Bar, stats objects)", ("<string>",)),
     ("benchmark harness", ("tests/bench/",)),
 )
 # (label, file substring, function): share of samples whose stack passes through that function
 MARKERS: tuple[tuple[str, str, str], ...] = (
+    ("Binance direct stream: BinanceTradeStream._read (socket to outbox)", "feeds/venues/binance.py", "_read"),
+    ("CcxtFeed.trade (cursor, outbox; called by the direct stream)", "framework/feeds/ccxt_feed.py", "trade"),
     ("ccxt: websocket message handling (Client.handle_message)", "/ccxt/", "handle_message"),
-    ("ccxt: watch_trades calls (one per wake-up of a symbol's loop)", "/ccxt/pro/binance.py", "watch_trades"),
-    ("ccxt: trade parsing (parse_ws_trade)", "/ccxt/", "parse_ws_trade"),
-    ("CcxtFeed._watch (all of a symbol's loop, watch_trades included)", "framework/feeds/ccxt_feed.py", "_watch"),
+    ("CcxtFeed._watch (a symbol's ccxt loop, watch_trades included)", "framework/feeds/ccxt_feed.py", "_watch"),
     ("IngestPipeline._consume (normalise, aggregate, enqueue)", "framework/ingest/pipeline.py", "_consume"),
+    ("Normaliser.check_batch", "framework/ingest/normalise.py", "check_batch"),
+    ("BarAggregator.on_batch", "framework/ingest/aggregate.py", "on_batch"),
     ("BatchWriter._collect (dequeue into batches)", "framework/ingest/writer.py", "_collect"),
-    ("BatchWriter._write (rows, COPY, merge, latency)", "framework/ingest/writer.py", "_write"),
+    ("BatchWriter._write (columns, the statement, latency)", "framework/ingest/writer.py", "_write"),
 )
 
 

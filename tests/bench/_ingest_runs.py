@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from framework.events import Tick
+from framework.events import TickBatch
 from framework.feeds.ccxt_feed import CcxtFeed
 from framework.feeds.synthetic import SyntheticFeed
 from framework.feeds.venues.binance import BinanceVenue
 from framework.ingest import IngestPipeline, LatencyHistogram, LatencySummary
+from framework.ingest.loop import settle_gc
 from framework.storage import apply_migrations, connect_dsn
 from tests.bench._binance_pacer import SENT_FIELD, PacerProcess
 from tests.bench._ingest_probes import Cpu, WaitSampler, drop_database, fresh_database
@@ -50,16 +51,16 @@ DISTURBED_PCT = 30.0  # other processes' CPU, in % of one core, above which a ru
 
 
 class SentNsVenue(BinanceVenue):
-    """Binance, but the send time is the bench server's nanosecond stamp in `trade["info"]["sentNs"]`.
+    """Binance, but the send time is the bench server's nanosecond stamp `sentNs` in each aggTrade event.
 
-    Binance's own `E` (what `BinanceVenue.sent_ns` reads) is whole milliseconds; truncating it
-    would add 0 to 1 ms to every latency measured from it.
+    Binance's own `E` (what `BinanceVenue.event_sent_ns` reads) is whole milliseconds; truncating it
+    would add 0 to 1 ms to every latency measured from it. Both the direct stream and ccxt's
+    `watch_trades` (whose trades carry the raw event in `info`) go through `event_sent_ns`.
     """
 
-    def sent_ns(self, trade: Mapping[str, Any]) -> int:
-        info = trade.get("info")
-        stamp = info.get(SENT_FIELD) if isinstance(info, Mapping) else None
-        return stamp if isinstance(stamp, int) else super().sent_ns(trade)
+    def event_sent_ns(self, event: Mapping[str, Any]) -> int:
+        stamp = event.get(SENT_FIELD)
+        return stamp if type(stamp) is int else super().event_sent_ns(event)
 
 
 # ---------------------------------------------------------------- results
@@ -145,14 +146,6 @@ class _Window:
         else:  # the loop was too busy to sample more than the two ends
             slope = float((backlog[-1] - backlog[0]) / (t[-1] - t[0])) if t[-1] > t[0] else 0.0
         return float(backlog[0]), float(backlog[-1]), slope
-
-
-def _reset_writer_latency(pipeline: IngestPipeline) -> None:
-    """Start a new latency window: clear the writer's histograms (no public way to do it yet)."""
-    writer = pipeline._writer
-    assert writer is not None
-    writer._tick_latency.reset()
-    writer._batch_latency.reset()
 
 
 async def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -243,10 +236,11 @@ async def run_pipeline(
             def committed() -> int:
                 return pipeline.stats().ticks_written
 
+            settle_gc()  # as `rata ingest` does once started; its one-off stall falls in the warm-up
             await asyncio.sleep(warmup)
             if task.done():
                 await task
-            _reset_writer_latency(pipeline)
+            pipeline.reset_latency()
             profiling = asyncio.ensure_future(profiler(seconds)) if profiler is not None else None
             emitted0 = int(feed.emitted) if kind == "synthetic" else 0
             cpu = Cpu(_pid(pacer, kind), pg_data)
@@ -354,28 +348,26 @@ def _market_ids(n: int) -> list[str]:
 
 
 async def run_ccxt_client(
-    pacer: PacerProcess, rate: float, *, pg_data: Path, warmup: float, seconds: float
+    pacer: PacerProcess, rate: float, *, pg_data: Path, warmup: float, seconds: float, stream: str = "direct"
 ) -> RunResult:
-    """Measure the ccxt client alone: CcxtFeed's ticks counted and dropped, no pipeline, no database.
+    """Measure the feed alone: CcxtFeed's trades taken as the pipeline takes them (batches), counted, dropped.
 
-    Latency here runs from the server's send stamp to the moment the feed hands the tick over.
+    `stream` "direct": the Binance profile's own aggTrade reader (what `CcxtFeed` uses for Binance spot);
+    "ccxt": ccxt's `watch_trades`, one loop per symbol (the previous path, for comparison). Latency
+    here runs from the server's send stamp to the moment the feed hands the trade over.
     """
     symbols = [f"{m.removesuffix('USDT')}/USDT" for m in _market_ids(pacer.n_symbols)]
-    feed = CcxtFeed("binance", symbols, config=pacer.ccxt_config, venue=SentNsVenue(), seed=1)
+    venue = SentNsVenue(native_stream=stream == "direct")
+    feed = CcxtFeed("binance", symbols, config=pacer.ccxt_config, venue=venue, seed=1)
     histogram = LatencyHistogram()
     count = 0
 
     async def consume() -> None:
         nonlocal count
-        pending: list[int] = []
-        async for event in feed.events():
-            assert isinstance(event, Tick)
-            pending.append(time.time_ns() - event.sent_ns)
-            count += 1
-            if len(pending) >= 1024:
-                histogram.record_many(pending)
-                pending.clear()
-        histogram.record_many(pending)
+        async for batch in feed.batches():
+            assert isinstance(batch, TickBatch)
+            histogram.record_many(time.time_ns() - batch.sent_ns)
+            count += len(batch)
 
     await feed.connect()
     consumer = asyncio.create_task(consume())
@@ -386,6 +378,7 @@ async def run_ccxt_client(
         base = pacer.sent
         pacer.reset_max_write_buffer()
         await pacer.pace(rate)
+        settle_gc()
         await asyncio.sleep(warmup)
         histogram.reset()
         cpu = Cpu(pacer.pid, pg_data)
@@ -403,8 +396,8 @@ async def run_ccxt_client(
         await consumer
     start_backlog, end_backlog, slope = window.backlog()
     return RunResult(
-        name=f"ccxt client alone {int(rate)}",
-        feed="ccxt-client",
+        name=f"{stream} client alone {int(rate)}",
+        feed="ccxt-client" if stream == "direct" else "ccxt-watch",
         target_rate=rate,
         seconds=elapsed,
         offered=n_offered,

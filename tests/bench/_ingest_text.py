@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from tests.bench._ingest_ceiling import SMALL_BATCH, CeilingResult
+from tests.bench._ingest_ceiling import SMALL_BATCH, STAGED, WRITER, CeilingResult
 from tests.bench._ingest_profile import Profile
 from tests.bench._ingest_runs import DISTURBED_PCT, RunResult
 
@@ -43,15 +43,18 @@ def _latency(r: RunResult) -> str:
     return f"{_ms(s.p50_ms)} / {_ms(s.p99_ms)} / {_ms(s.p999_ms)} / {_ms(s.max_ms)}{few}"
 
 
+_ALONE = ("ccxt-client", "ccxt-watch")
+
+
 def _cpu(r: RunResult) -> str:
     c = r.cpu
     server = f"{c['server']:.0f}" if r.feed != "synthetic" else "-"
-    postgres = f"{c['postgres']:.0f}" if r.feed != "ccxt-client" else "-"
+    postgres = f"{c['postgres']:.0f}" if r.feed not in _ALONE else "-"
     return f"{c['rata']:.0f} / {server} / {postgres} / {c['others']:.0f}"
 
 
 def _drain(r: RunResult) -> str:
-    done = "delivered" if r.feed == "ccxt-client" else "committed"
+    done = "delivered" if r.feed in _ALONE else "committed"
     if r.lost <= 0:
         return f"all {r.total_committed:,} {done}"
     return f"{r.lost:,} of {r.total_offered:,} not yet {done} when stopped ({r.drain_s:.0f} s after the source)"
@@ -60,9 +63,10 @@ def _drain(r: RunResult) -> str:
 def _label(r: RunResult) -> str:
     rate = f"{r.target_rate:,.0f}/s" if r.target_rate else "unpaced"
     what = {
-        "ccxt": "ccxt end to end",
+        "ccxt": "end to end (CcxtFeed, direct aggTrade stream)",
         "synthetic": "pipeline alone (SyntheticFeed)",
-        "ccxt-client": "ccxt client alone (no pipeline)",
+        "ccxt-client": "feed alone (CcxtFeed, direct stream, no pipeline)",
+        "ccxt-watch": "ccxt watch_trades alone (the previous path, no pipeline)",
     }[r.feed]
     disturbed = f" [disturbed: others {r.cpu['others']:.0f}%]" if r.cpu["others"] > DISTURBED_PCT else ""
     tries = f" (attempt {r.attempts})" if r.attempts > 1 else ""
@@ -81,12 +85,13 @@ def result_rows(
     ccxt: Mapping[int, RunResult],
     synthetic: Mapping[int, RunResult],
     client: Mapping[int, RunResult],
+    watch: Mapping[int, RunResult],
     unpaced: RunResult,
 ) -> tuple[tuple[str, ...], Rows]:
     header = (
         "run",
         "offered ticks/s",
-        "committed ticks/s (client alone: delivered)",
+        "committed ticks/s (alone: delivered)",
         "latency ms p50 / p99 / p99.9 / max",
         "CPU % of one core: rata / server / PostgreSQL / other processes",
         "backlog start -> end (growth, s of ticks)",
@@ -94,7 +99,11 @@ def result_rows(
         "kept up",
     )
     rows: Rows = []
-    ordered = [r for rate in sorted(ccxt) for r in (ccxt[rate], synthetic[rate], client[rate])] + [unpaced]
+    ordered = [
+        r
+        for rate in sorted(ccxt)
+        for r in (ccxt[rate], synthetic[rate], client[rate], *([watch[rate]] if rate in watch else []))
+    ] + [unpaced]
     for r in ordered:
         rows.append(
             (
@@ -136,8 +145,9 @@ def pipeline_best(m: Measured) -> RunResult:
     return max([*m.synthetic.values(), m.unpaced], key=lambda r: r.committed_rate)
 
 
-def _idempotent(ceiling: Sequence[CeilingResult]) -> CeilingResult:
-    return next(c for c in ceiling if c.name.startswith("write_ticks") and c.batch > SMALL_BATCH)
+def _writer_alone(ceiling: Sequence[CeilingResult]) -> CeilingResult:
+    """Return the best rate of the writer's own statement with full batches (1 or 2 connections)."""
+    return max((c for c in ceiling if c.name.startswith(WRITER) and c.batch > SMALL_BATCH), key=lambda c: c.rate)
 
 
 def target_rows(m: Measured, rates: Sequence[int]) -> tuple[tuple[str, ...], Rows]:
@@ -145,20 +155,20 @@ def target_rows(m: Measured, rates: Sequence[int]) -> tuple[tuple[str, ...], Row
     e2e_high, e2e_low = m.ccxt[high], m.ccxt[low]
     syn_high, syn_low = m.synthetic[high], m.synthetic[low]
     ceiling = best_ceiling(m.ceiling)
-    idempotent = _idempotent(m.ceiling)
+    writer = _writer_alone(m.ceiling)
     best = pipeline_best(m)
     kept_client = [r for r in sorted(m.client) if m.client[r].kept_up]
     client_high = m.client[high]
     p99_ok = lambda r: r.latency.p99_ms is not None and r.latency.p99_ms < P99_TARGET_MS  # noqa: E731
     rows: Rows = [
         (
-            f"keeps up at {high:,} ticks/s, END TO END (local WS server -> ccxt -> pipeline -> PostgreSQL)",
+            f"keeps up at {high:,} ticks/s, END TO END (local WS server -> CcxtFeed -> pipeline -> PostgreSQL)",
             _keeps_up_text(e2e_high),
             _status(e2e_high.kept_up),
         ),
         (f"p99 < {P99_TARGET_MS:.0f} ms at {low:,} ticks/s, END TO END", _p99_text(e2e_low), _status(p99_ok(e2e_low))),
         (
-            f"keeps up at {high:,} ticks/s, PIPELINE CAPACITY (SyntheticFeed in process, no network, no ccxt)",
+            f"keeps up at {high:,} ticks/s, PIPELINE CAPACITY (SyntheticFeed in process, no network)",
             _keeps_up_text(syn_high),
             _status(syn_high.kept_up),
         ),
@@ -168,31 +178,43 @@ def target_rows(m: Measured, rates: Sequence[int]) -> tuple[tuple[str, ...], Row
             _status(p99_ok(syn_low)),
         ),
         (
-            "CCXT CLIENT CAPACITY (CcxtFeed alone, ticks counted and dropped)",
+            "FEED CAPACITY (CcxtFeed alone, direct aggTrade stream, batches counted and dropped)",
             f"kept up at: {', '.join(f'{r:,}/s' for r in kept_client) or 'none of the rates'}; "
             f"at {high:,}/s offered it delivered {client_high.committed_rate:,.0f}/s "
             f"(rata CPU {client_high.cpu['rata']:.0f}% of a core)",
             "(info)",
         ),
+        *[
+            (
+                f"ccxt watch_trades alone at {rate:,}/s (the previous path)",
+                f"delivered {r.committed_rate:,.0f}/s of {r.offered_rate:,.0f}/s, rata CPU {r.cpu['rata']:.0f}% of "
+                f"a core (the direct stream at that rate: {m.client[rate].cpu['rata']:.0f}%); "
+                f"p99 {_ms(r.latency.p99_ms)} ms",
+                "(info)",
+            )
+            for rate, r in sorted(m.watch.items())
+        ],
         (
             "PIPELINE CAPACITY: the highest committed rate of the SyntheticFeed runs",
             f"{best.committed_rate:,.0f} ticks/s ({_label(best)}; rata CPU {best.cpu['rata']:.0f}%, PostgreSQL "
-            f"{best.cpu['postgres']:.0f}%); unpaced, with every queue full: {m.unpaced.committed_rate:,.0f} ticks/s",
+            f"{best.cpu['postgres']:.0f}%); unpaced: {m.unpaced.committed_rate:,.0f} ticks/s",
             "(info)",
         ),
-        ("ceiling: raw asyncpg COPY (best way)", f"{ceiling.rate:,.0f} rows/s ({ceiling.name})", "(info)"),
+        ("ceiling: raw asyncpg COPY (best way, not idempotent)", f"{ceiling.rate:,.0f} rows/s ({ceiling.name})",
+         "(info)"),
+        ("the writer's statement alone (idempotent, best way)", f"{writer.rate:,.0f} rows/s ({writer.name})", "(info)"),
         (
             "pipeline capacity / raw COPY ceiling",
-            f"{best.committed_rate / ceiling.rate:.2f} (vs write_ticks, the idempotent path: "
-            f"{best.committed_rate / idempotent.rate:.2f})",
+            f"{best.committed_rate / ceiling.rate:.2f} (vs the writer's statement alone: "
+            f"{best.committed_rate / writer.rate:.2f})",
             "(info)",
         ),
         (
             f"end to end at {high:,} offered / raw COPY ceiling",
-            f"{e2e_high.committed_rate / ceiling.rate:.3f}",
+            f"{e2e_high.committed_rate / ceiling.rate:.2f}",
             "(info)",
         ),
-    ]
+    ]  # fmt: skip
     return ("target / measure", "measured", "result"), rows
 
 
@@ -263,72 +285,44 @@ def top_rows(profiles: Mapping[str, Profile], top: int = 10) -> tuple[tuple[str,
     return ("profile", "function (file)", "self time"), rows
 
 
-def _rata_share(p: Profile) -> float:
-    return sum(
-        p.share(prefix)
-        for prefix in ("CcxtFeed", "SyntheticFeed", "normaliser", "bar aggregator", "pipeline loop", "batch writer")
+def _profile_paragraph(key: str, p: Profile, r: RunResult) -> str:
+    """Describe one profile: the run, then its components by share of the process's CPU."""
+    components = ", ".join(f"{name} {share:.0%}" for name, share in p.components if share >= 0.02)
+    markers = dict(p.markers)
+    through = "; ".join(f"{label} {share:.0%}" for label, share in markers.items() if share >= 0.05)
+    return (
+        f"**{key}** ({p.tool}, {p.samples:,} samples; the rata process at {r.cpu['rata']:.0f}% of one core, "
+        f"committing {r.committed_rate:,.0f} of {r.offered_rate:,.0f} ticks/s while profiled; PostgreSQL at "
+        f"{r.cpu['postgres']:.0f}%): {components}." + (f" Inclusive: {through}." if through else "")
     )
 
 
 def where_the_time_goes(m: Measured, profiles: Mapping[str, Profile]) -> str:
     parts = []
-    for key in ("ccxt 5,000", "ccxt 50,000"):
+    for key in ("end to end 5,000", "end to end 50,000", "synthetic unpaced"):
         p, r = profiles.get(key), m.profiles.get(key)
-        if p is None or r is None:
-            continue
-        markers = dict(p.markers)
-        parts.append(
-            f"**{key} ticks/s through ccxt** ({p.tool}, {p.samples:,} samples; the rata process at "
-            f"{r.cpu['rata']:.0f}% of one core, committing {r.committed_rate:,.0f} of {r.offered_rate:,.0f} "
-            f"ticks/s while profiled): ccxt's own code is {p.share('ccxt'):.0%} of the process's CPU "
-            f"(Client.handle_message, from decoded frame to resolved future, "
-            f"{markers.get('ccxt: websocket message handling (Client.handle_message)', 0):.0%} inclusive; re-arming "
-            f"`watch_trades` after every wake-up "
-            f"{markers.get(next(iter(k for k in markers if k.startswith('ccxt: watch_trades')), ''), 0):.0%}), "
-            f"asyncio's loop, futures and queues {p.share('asyncio'):.0%}, aiohttp's websocket reader "
-            f"{p.share('aiohttp'):.0%}; rata's feed, normaliser, aggregator and writer together "
-            f"{_rata_share(p):.0%} and asyncpg {p.share('asyncpg'):.0%}."
-        )
-    p, r = profiles.get("synthetic unpaced"), m.profiles.get("synthetic unpaced")
-    if p is not None and r is not None:
-        parts.append(
-            f"**Pipeline alone, unpaced** ({p.tool}; {r.committed_rate:,.0f} ticks/s, rata at {r.cpu['rata']:.0f}% "
-            f"and PostgreSQL at {r.cpu['postgres']:.0f}% of a core): SyntheticFeed {p.share('SyntheticFeed'):.0%}, "
-            f"normaliser {p.share('normaliser'):.0%}, bar aggregator {p.share('bar aggregator'):.0%}, pipeline loop "
-            f"{p.share('pipeline loop'):.0%}, batch writer (rows, latency) {p.share('batch writer'):.0%}, asyncpg "
-            f"{p.share('asyncpg'):.0%}, asyncio {p.share('asyncio'):.0%}. Converting each tick's time to a "
-            f"`datetime` for COPY (`ns_to_datetime` in `tick_rows`) alone is "
-            f"{dict(p.top).get('ns_to_datetime (framework/events.py)', 0.0):.0%}."
-        )
-    unpaced, paced = m.unpaced, m.synthetic[max(m.synthetic)]
-    if unpaced.committed_rate < paced.committed_rate:
-        parts.append(
-            f"Unpaced, with every queue full, the pipeline committed less ({unpaced.committed_rate:,.0f} ticks/s, "
-            f"rata at {unpaced.cpu['rata']:.0f}% of a core) than paced at {max(m.synthetic):,}/s "
-            f"({paced.committed_rate:,.0f}/s at {paced.cpu['rata']:.0f}%), and its PostgreSQL backends sat 'idle "
-            f"in transaction' in {_share(unpaced, 'idle in transaction'):.0%} of the samples. A likely cause: the "
-            f"producer then never sleeps and yields the loop only every 512 ticks (`IngestPipeline._consume`) or "
-            f"1,024 (SyntheticFeed), so each of a commit's round trips to PostgreSQL waits for such a slice."
-        )
+        if p is not None and r is not None:
+            parts.append(_profile_paragraph(key, p, r))
     parts.append(_postgres_paragraph(m))
     ceiling = best_ceiling(m.ceiling)
     high = max(m.ccxt)
-    client = m.client[high]
     best = pipeline_best(m)
-    verdict = (
-        f"So the two capacities differ by a factor of "
-        f"{best.committed_rate / max(1.0, max(c.committed_rate for c in m.client.values())):.0f}: the "
-        f"pipeline alone commits up to "
+    feed_best = max(c.committed_rate for c in m.client.values())
+    e2e = m.ccxt[high]
+    watch = max(m.watch.values(), key=lambda r: r.committed_rate) if m.watch else None
+    text = (
+        f"So: the feed alone delivers up to {feed_best:,.0f} ticks/s, the pipeline alone commits up to "
         f"{best.committed_rate:,.0f} ticks/s ({best.committed_rate / ceiling.rate:.0%} of raw COPY's "
-        f"{ceiling.rate:,.0f} rows/s), while the ccxt client alone delivers at most "
-        f"{max(c.committed_rate for c in m.client.values()):,.0f} ticks/s (at {high:,}/s offered: "
-        f"{client.committed_rate:,.0f}/s, its process at {client.cpu['rata']:.0f}% of a core). End to end, "
-        f"the ceiling is ccxt's per-message cost on the one event loop, not PostgreSQL or the pipeline."
-        + _starvation(m)
-        if client.committed_rate < 0.5 * best.committed_rate
-        else "The ccxt client is not the limit at these rates."
+        f"{ceiling.rate:,.0f} rows/s), and end to end at {high:,}/s offered {e2e.committed_rate:,.0f}/s were "
+        f"committed with rata at {e2e.cpu['rata']:.0f}%, the server at {e2e.cpu['server']:.0f}% and PostgreSQL at "
+        f"{e2e.cpu['postgres']:.0f}% of a core, on two cores shared by all three."
     )
-    parts.append(verdict)
+    if watch is not None:
+        text += (
+            f" Through ccxt's own `watch_trades` the feed alone delivered {watch.committed_rate:,.0f} of "
+            f"{watch.offered_rate:,.0f} ticks/s offered at {watch.cpu['rata']:.0f}% of a core."
+        )
+    parts.append(text + _starvation(m))
     return "\n\n".join(parts)
 
 
@@ -349,25 +343,24 @@ def _postgres_paragraph(m: Measured) -> str:
     low = min(m.synthetic)
     r, e2e = m.synthetic[low], m.ccxt[low]
     event, share = _top_wait(r)
-    small = {c.name.split(",")[0]: c for c in m.ceiling if c.batch == SMALL_BATCH}
-    staged = next((c for name, c in small.items() if name.startswith("write_ticks")), None)
-    unnest = next((c for name, c in small.items() if name.startswith("INSERT")), None)
+    small = [c for c in m.ceiling if c.batch == SMALL_BATCH]
+    writer = next((c for c in small if c.name.startswith(WRITER)), None)
+    staged = next((c for c in small if c.name.startswith(STAGED)), None)
     text = (
         f"**PostgreSQL side** (pg_stat_activity sampled every 20 ms, the writer's backends only): at {low:,} ticks/s "
         f"from SyntheticFeed they were busy on CPU in {_share(r, 'CPU (active, no wait event)'):.0%} of the samples, "
-        f"'idle in transaction' (a transaction open, waiting for rata's next statement: each batch is two "
-        f"transactions, ticks then bars, of four statements each) in {_share(r, 'idle in transaction'):.0%}, and "
-        f"the most frequent wait was `{event}` ({share:.0%}). Through ccxt at {low:,} ticks/s, 'idle in "
-        f"transaction' rose to {_share(e2e, 'idle in transaction'):.0%}: the event loop, busy with ccxt, is slow to "
-        f"send the next statement of a commit."
+        f"'idle in transaction' in {_share(r, 'idle in transaction'):.0%} (each batch is now one statement, its own "
+        f"transaction: ticks and bars together, one round trip), and the most frequent wait was `{event}` "
+        f"({share:.0%}). End to end at {low:,} ticks/s: CPU {_share(e2e, 'CPU (active, no wait event)'):.0%}, "
+        f"`IO:WALSync` {_share(e2e, 'IO:WALSync'):.0%}."
     )
-    if staged is not None and unnest is not None:
+    if writer is not None and staged is not None:
         text += (
-            f" `IO:DataFileTruncate` is the staging table: `write_ticks` creates it `ON COMMIT DELETE ROWS`, so every "
-            f"commit truncates its file. With {SMALL_BATCH}-row batches `write_ticks` took p50 "
-            f"{_ms(staged.round_ms(50))} / p99 {_ms(staged.round_ms(99))} / max {_ms(max(staged.rounds_ms))} ms a "
-            f"commit; one `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING` without a staging table p50 "
-            f"{_ms(unnest.round_ms(50))} / p99 {_ms(unnest.round_ms(99))} / max {_ms(max(unnest.rounds_ms))} ms."
+            f" Per commit with {SMALL_BATCH}-row batches, the writer's statement took p50 {_ms(writer.round_ms(50))} "
+            f"/ p99 {_ms(writer.round_ms(99))} / max {_ms(max(writer.rounds_ms))} ms; the previous writer (COPY into "
+            f"a temp staging table `ON COMMIT DELETE ROWS`, whose file every commit truncates, then INSERT ON "
+            f"CONFLICT) p50 {_ms(staged.round_ms(50))} / p99 {_ms(staged.round_ms(99))} / max "
+            f"{_ms(max(staged.rounds_ms))} ms."
         )
     return text
 
@@ -379,12 +372,9 @@ def _starvation(m: Measured) -> str:
         return ""
     rate = starved[0]
     return (
-        f" Worse, past ccxt's capacity the pipeline behind it collapses: at {rate:,}/s ccxt alone still delivers "
+        f" Past the feed's capacity the pipeline behind it collapses: at {rate:,}/s the feed alone still delivers "
         f"{m.client[rate].committed_rate:,.0f} ticks/s, but end to end only {m.ccxt[rate].committed_rate:,.0f} are "
-        f"committed a second. ccxt's reader drains each connection's whole receive buffer in one callback "
-        f"(`Client.receive_loop`), so a loop iteration lasts as long as the backlog takes to parse, and a commit, "
-        f"which needs a loop iteration for each of its round trips to PostgreSQL, waits seconds per step; the "
-        f"feed's bounded queue stops only `CcxtFeed`'s own loops, not ccxt's reading."
+        f"committed a second."
     )
 
 
@@ -393,13 +383,14 @@ def notes(m: Measured, log_counts: Counter[str], disturbed_pct: float) -> list[s
         "Send time: the server stamps each frame with `sentNs` (time.time_ns(), taken once per 1 ms pacing step "
         "before the step's frames are built and written, so latencies are overstated by at most that build time, "
         "about 0.1 ms at 50,000/s); `E` and `T` carry the same instant in ms. `SentNsVenue` (a BinanceVenue whose "
-        "`sent_ns` reads `trade['info']['sentNs']`) puts it into `Tick.sent_ns`, and the writer's tick latency "
-        "runs from there to the commit. Binance's `E` alone is whole milliseconds (0-1 ms too late).",
+        "`event_sent_ns` reads `sentNs`) puts it into each trade's send time, and the writer's tick latency runs "
+        "from there to the commit. Binance's `E` alone is whole milliseconds (0-1 ms too late).",
         "Server and client share this machine's clock (same host, CLOCK_REALTIME); the server is a separate "
         "process, so it does not take the event loop of the process under test, but it does take CPU: this "
         "machine has 2 cores for the server, rata and PostgreSQL together.",
-        "ccxt opens one websocket per 10 symbols here (`streamLimits.spot` = 50 streams, its default) and "
-        "`CcxtFeed` runs one `watch_trades` loop per symbol (500 loops), as in production.",
+        "The direct stream opens one websocket per 200 symbols (3 here) and subscribes each connection's symbols "
+        "in one SUBSCRIBE; ccxt's `watch_trades` (the comparison runs) opens one per 10 symbols "
+        "(`streamLimits.spot` = 50 streams, its default) and `CcxtFeed` runs one loop per symbol (500 loops).",
         "SyntheticFeed ticks carry no send time; their latency runs from emission (`recv_ns`) to commit. The "
         "unpaced run emits as fast as the pipeline takes ticks, so its queues are full by design and its latency "
         "is queueing, not a target.",
@@ -407,12 +398,12 @@ def notes(m: Measured, log_counts: Counter[str], disturbed_pct: float) -> list[s
         "postmaster + every backend and helper; 'other processes' = the machine's busy time minus those. A run "
         f"where other processes used more than {disturbed_pct:.0f}% of a core is repeated (the calmest attempt "
         "is kept and labelled with its attempt number and, if still disturbed, [disturbed]).",
-        "Ceiling: prepared rows, batches of 5,000, each COPY its own transaction; pipeline throughput includes "
-        "building the rows, validating, aggregating bars (500 instruments x 1s..1d) and writing bars as well.",
+        "Ceiling: prepared rows, batches of 5,000, each write its own transaction; pipeline throughput includes "
+        "building the columns, validating, aggregating bars (500 instruments x 1s..1d) and writing bars as well.",
     ]
     if m.calm_waits:
         lines.append("Waits for a quiet machine: " + "; ".join(m.calm_waits) + ".")
-    runs = [*m.ccxt.values(), *m.synthetic.values(), *m.client.values(), m.unpaced]
+    runs = [*m.ccxt.values(), *m.synthetic.values(), *m.client.values(), *m.watch.values(), m.unpaced]
     feed_notes = [f"{_label(r)}: {r.feed_notes}" for r in runs if r.feed_notes]
     if feed_notes:
         lines.append("Source counters: " + "; ".join(feed_notes) + ".")
@@ -420,7 +411,7 @@ def notes(m: Measured, log_counts: Counter[str], disturbed_pct: float) -> list[s
     lines.append("Writer commit latency (ticks + bars, per batch): " + "; ".join(commits) + ".")
     backlog = [
         f"{_label(r)}: {r.server_buffer / 2**20:,.1f} MiB"
-        for r in (*m.ccxt.values(), *m.client.values())
+        for r in (*m.ccxt.values(), *m.client.values(), *m.watch.values())
         if r.server_buffer > 2**20
     ]
     if backlog:

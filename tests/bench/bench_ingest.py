@@ -1,20 +1,25 @@
-"""Ingestion benchmark: a local Binance websocket server -> ccxt -> IngestPipeline -> PostgreSQL.
+"""Ingestion benchmark: a local Binance websocket server -> CcxtFeed -> IngestPipeline -> PostgreSQL.
 
 End to end on this machine, for 500 instruments at 5,000, 20,000 and 50,000 ticks/s in total:
 
-1. ccxt end to end: a paced Binance spot server in a separate process (`_binance_pacer`: the fake
+1. end to end: a paced Binance spot server in a separate process (`_binance_pacer`: the fake
    exchange of the ccxt tests, one aggTrade frame per trade, round-robin over the symbols) ->
-   `CcxtFeed` (the real `ccxt.pro.binance` client, one websocket per 10 symbols as ccxt opens them)
-   -> `IngestPipeline` with its defaults (validate, 1s..1d bars, COPY batches of up to 5,000, two
-   commits in flight) -> a fresh database on an embedded PostgreSQL in a temporary folder.
-   Latency runs from the server's nanosecond send stamp (`sentNs`, read from ccxt's
-   `trade["info"]`) to the commit, as the pipeline's writer records it.
-2. pipeline alone: the same rates from `SyntheticFeed` in process (no network, no ccxt), latency
-   from the tick's emission (`recv_ns`) to its commit; and once unpaced (as fast as it takes it).
-3. ccxt client alone: `CcxtFeed` against the same server, its ticks counted and dropped (no
-   pipeline): how many ticks a second ccxt itself can deliver; latency from send to delivery.
-4. the ceiling: raw asyncpg COPY of prepared tick rows into the same tables (`_ingest_ceiling`).
+   `CcxtFeed("binance", ...)` as `rata ingest --feed ccxt` runs it: ccxt for the markets and REST
+   backfill, the Binance profile's direct reader for the aggTrade streams (three websockets of 200
+   symbols, one SUBSCRIBE each) -> `IngestPipeline` with its defaults (validate, 1s..1d bars,
+   batches of up to 5,000, two commits in flight) -> a fresh database on an embedded PostgreSQL in
+   a temporary folder. Latency runs from the server's nanosecond send stamp (`sentNs`, in each
+   event) to the commit, as the pipeline's writer records it.
+2. pipeline alone: the same rates from `SyntheticFeed` in process (no network), latency from the
+   tick's emission (`recv_ns`) to its commit; and once unpaced (as fast as it takes it).
+3. feed alone: `CcxtFeed` against the same server, its batches counted and dropped (no pipeline):
+   how many ticks a second the feed itself delivers; latency from send to delivery. And, for
+   comparison, the same through ccxt's own `watch_trades` (the previous path: one loop per symbol).
+4. the ceiling: raw asyncpg COPY of prepared tick rows into the same tables, and the writer's
+   statement on its own (`_ingest_ceiling`).
 5. profiles of the rata process (py-spy if installed, else cProfile): where its CPU goes.
+
+Everything runs on the loop `rata ingest` uses (`framework.ingest.loop`: uvloop when installed).
 
 Kept up = committed >= 98% of offered over the window, the backlog (offered - committed: every
 queue and socket buffer between the source and PostgreSQL) grew by at most 0.2 s worth of ticks
@@ -46,6 +51,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from framework.feeds.synthetic import SyntheticFeed
+from framework.ingest import loop
 from framework.storage import EmbeddedPostgres
 from tests.bench._binance_pacer import PacerProcess, check_wire_format
 from tests.bench._ingest_ceiling import CeilingResult, copy_ceiling
@@ -67,8 +73,10 @@ from tests.bench._report import machine_rows, markdown_table, rich_table, update
 
 SECTION = "## Ingestion (issue: market data)"
 RATES = (5_000, 20_000, 50_000)
+WATCH_RATES = (5_000, 20_000)  # ccxt's watch_trades alone, for comparison (it cannot go faster)
+LOOP: loop.LoopKind = "auto"
 N_INSTRUMENTS = 500
-PACKAGES = ("ccxt", "aiohttp", "asyncpg", "pgserver", "orjson", "numpy", "psutil", "py-spy")
+PACKAGES = ("ccxt", "aiohttp", "asyncpg", "pgserver", "orjson", "uvloop", "numpy", "psutil", "py-spy")
 CALM_PCT = 20.0  # machine-wide CPU (% of all cores) to wait for before a run
 LAST_RUN = Path(tempfile.gettempdir()) / "rata-bench-ingest-last.pickle"
 
@@ -94,6 +102,7 @@ class Measured:
     ccxt: dict[int, RunResult]
     synthetic: dict[int, RunResult]
     client: dict[int, RunResult]
+    watch: dict[int, RunResult]
     unpaced: RunResult
     profiles: dict[str, RunResult]
     pg_version: str
@@ -161,7 +170,7 @@ async def _least_disturbed(
 async def _measure_all(plan: Plan, progress: Progress, admin_dsn: str, pg_data: Path, tmp: Path) -> Measured:
     spool = tmp / "spool"
     waits: list[str] = []
-    steps = 1 + 3 * len(RATES) + 1 + 3
+    steps = 1 + 3 * len(RATES) + len(WATCH_RATES) + 1 + 3
     task = progress.add_task("ingestion benchmark", total=steps)
 
     def step(description: str) -> None:
@@ -177,6 +186,7 @@ async def _measure_all(plan: Plan, progress: Progress, admin_dsn: str, pg_data: 
     ccxt: dict[int, RunResult] = {}
     synthetic: dict[int, RunResult] = {}
     client: dict[int, RunResult] = {}
+    watch: dict[int, RunResult] = {}
     profiles: dict[str, RunResult] = {}
     with PacerProcess(N_INSTRUMENTS) as pacer:
         common = {"admin_dsn": admin_dsn, "pg_data": pg_data, "spool_dir": spool, "n_instruments": N_INSTRUMENTS}
@@ -194,12 +204,20 @@ async def _measure_all(plan: Plan, progress: Progress, admin_dsn: str, pg_data: 
                                             **common),
             )  # fmt: skip
             progress.advance(task)
-            step(f"ccxt client alone, {rate:,} ticks/s")
+            step(f"feed alone, {rate:,} ticks/s")
             client[rate] = await _least_disturbed(
-                f"ccxt client {rate:,}", plan, waits,
+                f"feed alone {rate:,}", plan, waits,
                 lambda r=rate: run_ccxt_client(pacer, r, pg_data=pg_data, warmup=plan.warmup, seconds=plan.seconds),
             )  # fmt: skip
             progress.advance(task)
+            if rate in WATCH_RATES:
+                step(f"ccxt watch_trades alone, {rate:,} ticks/s")
+                watch[rate] = await _least_disturbed(
+                    f"ccxt watch_trades {rate:,}", plan, waits,
+                    lambda r=rate: run_ccxt_client(pacer, r, pg_data=pg_data, warmup=plan.warmup,
+                                                   seconds=plan.seconds, stream="ccxt"),
+                )  # fmt: skip
+                progress.advance(task)
         step("pipeline alone, unpaced")
         unpaced = await _least_disturbed(
             "synthetic unpaced", plan, waits,
@@ -207,7 +225,7 @@ async def _measure_all(plan: Plan, progress: Progress, admin_dsn: str, pg_data: 
                                  **common),
         )  # fmt: skip
         progress.advance(task)
-        for key, kind, rate in (("ccxt 5,000", "ccxt", 5_000), ("ccxt 50,000", "ccxt", 50_000)):
+        for key, kind, rate in (("end to end 5,000", "ccxt", 5_000), ("end to end 50,000", "ccxt", 50_000)):
             step(f"profile: {key}")
             await _calm(waits, f"profile {key}", plan.calm_wait_s)
             profiles[key] = await run_pipeline(
@@ -225,7 +243,7 @@ async def _measure_all(plan: Plan, progress: Progress, admin_dsn: str, pg_data: 
         pg_version = str(await conn.fetchval("SHOW server_version"))
     finally:
         await conn.close()
-    return Measured(ceiling, ccxt, synthetic, client, unpaced, profiles, pg_version, waits)
+    return Measured(ceiling, ccxt, synthetic, client, watch, unpaced, profiles, pg_version, waits)
 
 
 def run(console: Console, *, quick: bool = False) -> list[RenderableType]:
@@ -245,7 +263,7 @@ def run(console: Console, *, quick: bool = False) -> list[RenderableType]:
         try:
             admin_dsn = server.start()
             with progress, _quiet_framework_logs() as logs:
-                measured = asyncio.run(_measure_all(plan, progress, admin_dsn, tmp / "pgdata", tmp))
+                measured = loop.run(_measure_all(plan, progress, admin_dsn, tmp / "pgdata", tmp), LOOP)
             log_counts = logs.counts
         finally:
             server.stop()
@@ -255,13 +273,13 @@ def run(console: Console, *, quick: bool = False) -> list[RenderableType]:
     profiler = "py-spy" if pyspy_path() else "cProfile (py-spy not installed)"
     setup += [
         ("PostgreSQL", f"{measured.pg_version} (pgserver, embedded, default settings, fresh data folder)"),
-        ("event loop", f"asyncio default (as `rata ingest` runs), {N_INSTRUMENTS} instruments"),
+        ("event loop", f"{loop.loop_name(LOOP)} (as `rata ingest` runs), {N_INSTRUMENTS} instruments"),
         ("window per run", f"{plan.warmup:.0f} s warm-up, then {plan.seconds:.0f} s measured (unpaced: "
                            f"{plan.max_seconds:.0f} s); best of up to {plan.attempts} attempts when disturbed, "
                            f"each after waiting up to {plan.calm_wait_s:.0f} s for a quiet machine"),
         ("profiler", profiler),
     ]  # fmt: skip
-    header, results = result_rows(measured.ccxt, measured.synthetic, measured.client, measured.unpaced)
+    header, results = result_rows(measured.ccxt, measured.synthetic, measured.client, measured.watch, measured.unpaced)
     target_header, targets = target_rows(measured, RATES)
     ceiling_header, ceilings = ceiling_rows(measured.ceiling)
     profiles: dict[str, Profile] = {k: r.profile for k, r in measured.profiles.items() if r.profile is not None}
@@ -270,7 +288,7 @@ def run(console: Console, *, quick: bool = False) -> list[RenderableType]:
     top_header, tops = top_rows(profiles)
     wait_header, waits = wait_rows(
         {
-            **{f"ccxt {rate:,}": measured.ccxt[rate] for rate in (min(RATES), max(RATES))},
+            **{f"end to end {rate:,}": measured.ccxt[rate] for rate in (min(RATES), max(RATES))},
             **{f"synthetic {rate:,}": measured.synthetic[rate] for rate in RATES},
             "synthetic unpaced": measured.unpaced,
         }

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import asyncpg
 
 from framework.clock import SimulatedClock
-from framework.events import Bar, MarketEvent, Tick, datetime_to_ns
-from framework.feeds.base import Feed, FeedHealth
+from framework.events import Bar, MarketEvent, Tick, TickBatch, datetime_to_ns
+from framework.feeds.base import BatchFeed, Feed, FeedHealth
 from framework.instruments import Instrument
 from framework.timeframes import timeframe_ns
 
@@ -102,6 +102,26 @@ class GatedFeed:
 
     def health(self) -> FeedHealth:
         return self.inner.health()
+
+
+class GatedBatchFeed(GatedFeed):
+    """A `GatedFeed` that also hands over its inner feed's batches, held before the batch holding event k."""
+
+    def __init__(self, inner: BatchFeed, gates: dict[int, asyncio.Event]) -> None:
+        super().__init__(inner, gates)
+        self.batch_inner = inner
+
+    async def batches(self) -> AsyncIterator[TickBatch | MarketEvent]:
+        count = 0
+        async for batch in self.batch_inner.batches():
+            size = len(batch) if isinstance(batch, TickBatch) else 1
+            for k in sorted(self.gates):
+                if count <= k < count + size:
+                    self.waiting_at = k
+                    await self.gates[k].wait()
+                    self.waiting_at = None
+            count += size
+            yield batch
 
 
 async def until(condition: Callable[[], bool], timeout: float = 60.0) -> None:

@@ -20,6 +20,7 @@ from framework.storage import EmbeddedPostgres, apply_migrations, connect_dsn
 from tests.ingest.helpers import (
     BASE,
     SECOND,
+    GatedBatchFeed,
     GatedFeed,
     ScriptFeed,
     assert_same_bars,
@@ -112,7 +113,8 @@ def server_dir() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-async def test_database_outage_mid_stream_loses_nothing_and_duplicates_nothing(server_dir, tmp_path):
+@pytest.mark.parametrize("columns", [False, True], ids=["ticks", "batches"])
+async def test_database_outage_mid_stream_loses_nothing_and_duplicates_nothing(server_dir, tmp_path, columns):
     server = EmbeddedPostgres(server_dir / "pg")
     dsn = await asyncio.to_thread(server.start)
     try:
@@ -127,7 +129,7 @@ async def test_database_outage_mid_stream_loses_nothing_and_duplicates_nothing(s
 
         clock = SimulatedClock(BASE)
         gates = {2000: asyncio.Event(), 4000: asyncio.Event()}
-        gated = GatedFeed(feed(clock, 0.02), gates)
+        gated = (GatedBatchFeed if columns else GatedFeed)(feed(clock, 0.02), gates)
         pipeline = IngestPipeline(
             gated,
             lambda: connect_dsn(dsn, max_size=2, timeout=5),
@@ -199,3 +201,22 @@ async def test_stop_while_waiting_for_an_unreachable_database_returns_quietly(tm
     await asyncio.wait_for(run, 10)
     assert feed.closed
     assert pipeline.stats().received == 0
+
+
+async def test_batches_of_a_synthetic_feed_are_stored_exactly_and_latency_windows_reset(database, tmp_path):
+    clock = SimulatedClock(BASE)
+    feed = SyntheticFeed(30, rate=2_000, seed=8, clock=clock, limit=20_000, malformed=0.01)
+    clean = [e async for e in SyntheticFeed(30, rate=2_000, seed=8, clock=SimulatedClock(BASE), limit=20_000).events()]
+    pipeline = IngestPipeline(feed, database.pool, clock=clock, spool=tmp_path)
+    assert pipeline.latency().tick.count == 0  # before the writer exists
+    await pipeline.run()
+    stats = pipeline.stats()
+    assert stats.accepted == stats.ticks_written == len(clean)
+    assert sum(stats.rejected.values()) == sum(feed.malformed_counts.values()) > 100
+    assert await stored_ticks(database.pool) == sorted(tick_key(t) for t in clean)
+    assert_same_bars(await stored_bars(database.pool), expected_bars([t for t in clean if isinstance(t, Tick)]))
+    window = pipeline.latency(reset=True)
+    assert window.tick.count == len(clean)
+    assert window.batch.count == stats.batch_latency.count > 0
+    assert pipeline.latency().tick.count == pipeline.stats().tick_latency.count == 0
+    pipeline.reset_latency()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from framework.errors import IntegrityError, TransientError
-from framework.events import Bar, Tick
+from framework.events import Bar, Tick, TickBatch
 from framework.ingest import BatchWriter, Spool
 from framework.storage import connect_dsn
 from framework.storage.marketdata import upsert_instruments
@@ -162,3 +162,27 @@ async def test_a_batch_the_database_refuses_stops_the_writer_and_nothing_queued_
     assert kept.count(poison) == 1
     stored = await stored_ticks(database.pool)
     assert sorted(stored + [tick_key(t) for t in kept if t != poison]) == sorted(tick_key(t) for t in good)
+
+
+async def test_the_inbox_is_bounded_in_trades_a_batch_counting_for_its_trades(database, tmp_path):
+    ids = await upsert_instruments(database.pool, INSTRUMENTS)
+    writer = BatchWriter(database.pool, ids, Spool(tmp_path), queue_size=100)
+    first, second = TickBatch.from_ticks(ticks(60)), TickBatch.from_ticks(ticks(40, start=1.0))
+    assert writer.offer(first)
+    assert writer.offer(second)
+    assert not writer.offer(tick(9, 100.0)), "100 trades queued: full"
+    assert writer.stats().queue_depth == 100
+    big = TickBatch.from_ticks(ticks(500, start=2.0))  # bigger than the inbox: goes in alone once it is empty
+    putting = asyncio.create_task(writer.put(big))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not putting.done()
+    await writer.start()
+    await asyncio.wait_for(putting, 30)
+    await writer.close()
+    everything = [*first.ticks(), *second.ticks(), *big.ticks()]
+    assert await stored_ticks(database.pool) == sorted(tick_key(t) for t in everything)
+    assert writer.stats().ticks_written == 600
+    window = writer.latency(reset=True)
+    assert (window.tick.count, window.batch.count) == (0, writer.stats().batches)  # no send or receive times
+    assert writer.latency().batch.count == 0

@@ -5,17 +5,56 @@ which stream to watch so that its trade ids match the REST endpoint used for bac
 for the trades after a given one, and whether trade ids are a gap-free sequence. A venue with
 quirks gets a module of its own here (`framework.feeds.venues.<ccxt id>`, exposing `VENUE`); every
 other exchange gets `CcxtVenue`, which only relies on ccxt's unified `since` parameter.
+
+A profile may also read the venue's public trade stream itself (`trade_stream`) instead of through
+ccxt's `watch_trades`: ccxt's generic websocket client costs tens of microseconds of Python per
+trade, a direct reader of one known message format a few. The feed keeps using ccxt for markets
+and REST backfill either way.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from framework.venues import find_profile
 
-__all__ = ["CcxtVenue", "TradeCursor", "venue_for"]
+__all__ = ["CcxtVenue", "TradeCursor", "TradeSink", "TradeStream", "venue_for"]
+
+
+class TradeSink(Protocol):
+    """Where a `TradeStream` delivers: `CcxtFeed`'s per-symbol cursors and its bounded outbox."""
+
+    room: asyncio.Event
+    """Set while the consumer has room; a stream waits for it before reading its next message."""
+
+    def trade(
+        self,
+        symbol: str,
+        trade_id: str,
+        seq: int | None,
+        time_ms: int,
+        price: float,
+        size: float,
+        side: int,
+        sent_ns: int,
+    ) -> None:
+        """Take one streamed trade (`symbol` unified, `side` 1 buy / -1 sell / 0 unknown)."""
+        ...
+
+    def bad(self, reason: str, raw: object) -> None:
+        """Count and log a message that is not a usable trade."""
+        ...
+
+
+class TradeStream(Protocol):
+    """A venue's public trade stream read directly, for every symbol of a feed."""
+
+    async def run(self, sink: TradeSink) -> None:
+        """Stream into `sink` until the connection fails; then raise (`TransientError`: the feed reconnects)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -71,6 +110,10 @@ class CcxtVenue:
     def sent_ns(self, trade: Mapping[str, Any]) -> int:
         """Return when the venue sent a streamed trade (ns since the epoch), 0 when it does not say."""
         return 0
+
+    def trade_stream(self, exchange: Any, symbols: Sequence[str]) -> TradeStream | None:
+        """Return a direct reader of the venue's trade stream for `symbols`, or None to use ccxt's `watch_trades`."""
+        return None
 
 
 def venue_for(exchange_id: str) -> CcxtVenue:
