@@ -318,7 +318,7 @@ class MutableBinance(FakeBinance):
 
 async def test_the_direct_stream_skips_bad_messages_and_a_silent_stream_is_healed_by_the_watchdog():
     async with MutableBinance(interval_s=0.002) as server:
-        feed = make_feed(server, stream="direct", stale_after_s=0.15)
+        feed = make_feed(server, stream="direct", stale_after_s=0.5)
         await feed.connect()
         got: dict[str, list[Tick]] = {s: [] for s in SYMBOLS}
         events = feed.events()
