@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The whole system locally: embedded PostgreSQL, shipped datasets, an admin (password printed once),
+# the runner in dev mode with its API on 127.0.0.1:8000, the dashboards on 127.0.0.1:5006; Ctrl-C stops it.
+# DEMO_ARGS passes options, e.g. `make demo DEMO_ARGS="--api-port 8001"`; `--research` runs the research demo.
 demo: install
-	$(BIN)/rata demo
+	$(BIN)/rata demo $(DEMO_ARGS)
 
 lint: install
 	$(BIN)/ruff check framework runner strategies dashboards tests

@@ -11,7 +11,8 @@ the commands, so `rata --help` stays fast.
     rata walk-forward sma_cross --dataset GOOG --grid fast=5:30:5 --grid slow=40:100:20 --train 500 --test 250
     rata lookahead sma_cross --dataset GOOG
     rata report backtest sma_cross --dataset GOOG --set slow=30 --out reports
-    rata demo
+    rata demo              # the whole system: database, runner, API and dashboards
+    rata demo --research   # backtest, sweep and HTML report of sma_cross on GOOG
 """
 
 from __future__ import annotations
@@ -21,12 +22,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from runner import cli_credentials, cli_dashboard, cli_db, cli_ingest, cli_research, cli_run, cli_serve, cli_users
+from runner import (
+    cli_credentials,
+    cli_dashboard,
+    cli_db,
+    cli_demo,
+    cli_ingest,
+    cli_research,
+    cli_run,
+    cli_serve,
+    cli_users,
+)
 from runner.cli_output import (
     console,
-    format_stat,
-    params_text,
-    ranked_table,
     stats_table,
     trades_summary,
     trades_table,
@@ -55,7 +63,7 @@ from runner.cli_support import (
 if TYPE_CHECKING:
     from framework import ExecutionModel
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "render_report"]
 
 app = typer.Typer(
     name="rata",
@@ -78,6 +86,7 @@ app.command("ingest")(cli_ingest.ingest)
 app.command("run")(cli_run.run)
 app.command("parity")(cli_run.parity)
 app.command("serve")(cli_serve.serve)
+app.command("demo")(cli_demo.demo)
 
 
 @app.command("strategies")
@@ -199,7 +208,7 @@ def report_backtest(
     model = execution(fees=fees, slippage=slippage, cash=cash, fill=fill)
     if not dataset:
         fail(f"give --dataset NAME (one of {', '.join(dataset_names())})")
-    path = _render_report(cls.name, dataset, values, model, out)
+    path = render_report(cls.name, dataset, values, model, out)
     typer.echo(str(path))
 
 
@@ -207,7 +216,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
-def _render_report(strategy: str, dataset: str, values: dict[str, Any], model: ExecutionModel, out: Path) -> Path:
+def render_report(strategy: str, dataset: str, values: dict[str, Any], model: ExecutionModel, out: Path) -> Path:
     from framework.report import ReportError, render_backtest_report
 
     try:
@@ -228,49 +237,6 @@ def _render_report(strategy: str, dataset: str, values: dict[str, Any], model: E
             typer.echo(exc.traceback, err=True)
         raise typer.Exit(1) from None
     return path.resolve()
-
-
-@app.command("demo")
-def demo(out: OutOpt = Path("reports")) -> None:
-    """Run the research demo: backtest, sweep and HTML report of sma_cross on GOOG."""
-    from framework import backtest as run_backtest
-    from framework import get_strategy, load_dataset
-    from framework.sweep import sweep
-
-    screen = console()
-    screen.rule("rata research demo: sma_cross on GOOG, 0.1% fees")
-    bars = load_dataset("GOOG")
-    cls = get_strategy("sma_cross")
-    strategy = cls()
-    model = execution(fees=0.001)
-    result = run_backtest(strategy, bars, model=model)
-    payload = result.to_dict()
-    screen.print(f"1. backtest {strategy!r} on GOOG ({len(bars):,} daily bars)")
-    screen.print(stats_table(result.stats, "statistics"))
-    screen.print(trades_summary(payload["trades"], payload["open_trades"]))
-
-    grid: dict[str, list[Any]] = {"fast": list(range(5, 55, 5)), "slow": list(range(20, 220, 20))}
-    screen.print("\n2. sweep fast=5:50:5 x slow=20:200:20")
-    swept = sweep(cls, bars, grid, model=model, progress=True)
-    best = swept.best("sharpe")
-    top = swept.top(5, "sharpe").to_dict(orient="records")
-    screen.print(ranked_table(top, list(grid), ["sharpe", "total_return", "max_drawdown", "trades"], "top 5 by Sharpe"))
-    screen.print(
-        f"{len(swept.table)} combinations, {len(swept.skipped)} skipped (fast >= slow); "
-        f"best in-sample: {params_text(best)} - check it out of sample with `rata walk-forward`"
-    )
-
-    screen.print("\n3. HTML backtest report")
-    path = _render_report(cls.name, "GOOG", {}, model, out)
-    screen.rule("summary")
-    stats = result.stats
-    screen.print(
-        f"{strategy!r}: total return {format_stat('total_return', stats['total_return'])}, "
-        f"Sharpe {format_stat('sharpe', stats['sharpe'])}, "
-        f"max drawdown {format_stat('max_drawdown', stats['max_drawdown'])}, {stats['trades']} closed trades"
-    )
-    screen.print(f"best of {len(swept.table)} swept combinations by Sharpe: {params_text(best)}")
-    screen.print(f"report: {path}", soft_wrap=True)
 
 
 def main() -> None:

@@ -352,9 +352,9 @@ def test_report_backtest_writes_an_html_report(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.notebook
-def test_demo_backtests_sweeps_and_renders_a_report(tmp_path, monkeypatch):
+def test_research_demo_backtests_sweeps_and_renders_a_report(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = rata("demo")
+    result = rata("demo", "--research")
     assert result.exit_code == 0, result.output
     assert "SmaCross(fast=10, slow=20, short=False)" in result.stdout
     assert "top 5 by Sharpe" in result.stdout
