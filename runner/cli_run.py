@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from runner.parity import ParityResult
     from runner.service import Runner
 
-__all__ = ["parity", "run"]
+__all__ = ["default_sections", "parity", "run"]
 
 LIVE_FLAG = "--live-trading-i-accept-the-risk"
 
@@ -55,7 +55,7 @@ def run(
         raise ArgumentError(f"--mode must be replay, dev, paper or live, got {mode!r}")
     run_config = load_run_config(config)
     if mode is not None and mode != run_config.runner.mode:
-        run_config = _default_sections(run_config, mode)
+        run_config = default_sections(run_config, mode)
     run_config = run_config.with_mode(mode)
     if run_config.runner.mode == "live" and not live_opt_in:
         raise ArgumentError(f"live mode trades real money: add {LIVE_FLAG} to confirm")
@@ -63,7 +63,7 @@ def run(
     asyncio.run(_serve(run_config, settings, duration))
 
 
-def _default_sections(config: RunConfig, mode: str) -> RunConfig:
+def default_sections(config: RunConfig, mode: str) -> RunConfig:
     """Give a mode its usual feed and broker when the config names another mode's."""
     feed, broker = {"replay": ("replay", "paper"), "dev": ("synthetic", "paper"), "paper": ("ccxt", "paper")}.get(
         mode, ("ccxt", "ccxt")

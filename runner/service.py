@@ -27,7 +27,7 @@ import logging
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -53,6 +53,9 @@ from framework.timeframes import timeframe_ns
 from runner.api.events import RunnerEvents
 from runner.config import RunConfig
 from runner.snapshots import EquitySnapshots
+
+if TYPE_CHECKING:
+    from framework.ingest.writer import CommittedTicks
 
 __all__ = ["Runner"]
 
@@ -251,6 +254,7 @@ class Runner:
             bar_close_delay_ns=int(section.bar_close_delay_s * 1e9),
             bar_timer_ms=10.0,
             on_bars=closed.put_nowait,
+            on_ticks=self._on_committed_ticks,
         )
         running = asyncio.create_task(pipeline.run(), name="rata-ingest")
         deciding = asyncio.create_task(self._decide_from(closed), name="rata-decide")
@@ -292,6 +296,10 @@ class Runner:
             self.orders.on_price(tick.symbol, Decimal(repr(tick.price)), tick.time_ns)
         if isinstance(self.broker, PaperBroker) and self.broker.fill_on_ticks:
             self.broker.on_tick(tick)
+
+    def _on_committed_ticks(self, committed: CommittedTicks) -> None:
+        """Trades the ingestion pipeline just committed (dev, paper, live): WebSocket clients and metrics."""
+        self.events.on_committed_ticks(committed)  # API hook
 
     async def on_bars(self, bars: Sequence[Bar]) -> None:
         """Closed bars (from the replay feed or the ingestion pipeline) go to the engine, by close."""

@@ -7,7 +7,7 @@ from framework.ingest.messages import REASONS, InvalidEvent, event_from_mapping
 from framework.ingest.normalise import Normaliser
 from framework.ingest.pipeline import IngestPipeline, IngestStats
 from framework.ingest.spool import Spool, SpooledBatch, SpoolFullError
-from framework.ingest.writer import BatchWriter, WriterStats
+from framework.ingest.writer import BatchWriter, CommittedTicks, WriterStats
 
 __all__ = [
     "DATABASE_DOWN",
@@ -15,6 +15,7 @@ __all__ = [
     "REASONS",
     "BarAggregator",
     "BatchWriter",
+    "CommittedTicks",
     "DatabaseLink",
     "IngestPipeline",
     "IngestStats",

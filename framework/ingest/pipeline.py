@@ -27,7 +27,7 @@ from framework.ingest.latency import LatencySnapshot, LatencySummary
 from framework.ingest.link import DATABASE_DOWN, PoolFactory
 from framework.ingest.normalise import Normaliser
 from framework.ingest.spool import Spool
-from framework.ingest.writer import BatchWriter
+from framework.ingest.writer import BatchWriter, CommittedTicks
 from framework.instruments import Instrument
 from framework.storage.marketdata import upsert_instruments
 
@@ -77,6 +77,8 @@ class IngestPipeline:
 
     `on_bars(bars)` is called with every group of bars as they close (a quick, synchronous hand-off:
     the live runner queues them for its strategy engine, so deciding never slows ingestion).
+    `on_ticks(committed)` is called after each commit with its trades and their tick-to-commit
+    latencies (`CommittedTicks`; the runner streams them to WebSocket clients and to its metrics).
 
     While the database is unreachable, batches go to `spool` (a `Spool` or its directory) and are
     written, oldest first, when it is back: ingestion never stops for the database.
@@ -119,9 +121,11 @@ class IngestPipeline:
         bar_timer_ms: float = 100.0,
         backoff_s: tuple[float, float] = (0.05, 2.0),
         on_bars: Callable[[list[Bar]], None] | None = None,
+        on_ticks: Callable[[CommittedTicks], None] | None = None,
     ) -> None:
         self._feed = feed
         self._on_bars = on_bars
+        self._on_ticks = on_ticks
         if isinstance(database, asyncpg.Pool):
             self._pool: asyncpg.Pool | None = database
             self._connect: PoolFactory | None = None
@@ -184,6 +188,7 @@ class IngestPipeline:
                 flush_ms=self._flush_ms,
                 queue_size=self._queue_size,
                 max_in_flight=self._max_in_flight,
+                on_ticks=self._on_ticks,
             )
             await writer.start()
             timer = asyncio.create_task(self._bar_timer(writer), name="rata-bar-timer")

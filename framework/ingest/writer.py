@@ -14,6 +14,10 @@ When the database cannot be reached a batch goes to the on-disk `Spool` and the 
 with backoff; once the database answers again, the spool is replayed, oldest first, before new
 batches are written. A full spool stops the writer from taking more events until the database
 is back.
+
+`on_ticks` sees every committed write's trades with their latencies (`CommittedTicks`), right
+after the commit: the live runner publishes them to its WebSocket clients and its metrics. It
+runs on the writer's task, so it must be quick; an exception in it is logged, never raised.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -43,12 +47,29 @@ from framework.storage.marketdata import (
     write_market_data,
 )
 
-__all__ = ["BatchWriter", "WriterStats"]
+__all__ = ["BatchWriter", "CommittedTicks", "WriterStats"]
 
 log = logging.getLogger(__name__)
 
 _Item = MarketEvent | TickBatch | None
 """What the inbox holds: an event, a batch of trades, or None (close)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedTicks:
+    """The trades of one committed write: `batches` and single `ticks`, as they were queued.
+
+    `latency_ns` holds, for each trade with a known origin, the time from its `sent_ns` (or
+    `recv_ns` when the venue gives no send time) to the commit, in nanoseconds; trades already
+    stored (duplicates) are included, since they were written idempotently in the same statement.
+    """
+
+    batches: Sequence[TickBatch]
+    ticks: Sequence[Tick]
+    latency_ns: np.ndarray
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.batches) + len(self.ticks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +209,7 @@ class BatchWriter:
         max_in_flight: int = 2,
         backoff_s: tuple[float, float] = (0.05, 2.0),
         probe_timeout_s: float = 5.0,
+        on_ticks: Callable[[CommittedTicks], None] | None = None,
     ) -> None:
         if batch_size < 1 or queue_size < 1 or max_in_flight < 1:
             raise ParameterError("batch_size, queue_size and max_in_flight must be positive")
@@ -211,6 +233,7 @@ class BatchWriter:
         self._batches = self._ticks_written = self._ticks_duplicate = self._bars_written = 0
         self._spooled_batches = self._spooled_ticks = self._spooled_bars = self._replayed = 0
         self._spool_full_waits = 0
+        self._on_ticks = on_ticks
 
     @property
     def online(self) -> bool:
@@ -471,13 +494,22 @@ class BatchWriter:
                 singles = chunk.ticks
                 origins.append(np.fromiter((t.sent_ns or t.recv_ns for t in singles), np.int64, len(singles)))
             merged = np.concatenate(origins) if len(origins) > 1 else origins[0]
-            merged = merged[merged > 0]
-            if merged.size:
-                self._tick_latency.record_many(committed_ns - merged)
+            latency_ns = committed_ns - merged[merged > 0]
+            if latency_ns.size:
+                self._tick_latency.record_many(latency_ns)
+            if self._on_ticks is not None:
+                self._tell(CommittedTicks(chunk.batches, chunk.ticks, latency_ns))
         self._batches += 1
         self._ticks_written += new
         self._ticks_duplicate += chunk.n_ticks - new
         self._bars_written += len(chunk.bars)
+
+    def _tell(self, committed: CommittedTicks) -> None:
+        assert self._on_ticks is not None
+        try:
+            self._on_ticks(committed)
+        except Exception:
+            log.exception("the on_ticks hook failed on %d committed trades (ingestion goes on)", len(committed))
 
 
 def _raise_stopped(task: asyncio.Task[None]) -> NoReturn:

@@ -1,7 +1,8 @@
 """`RunnerEvents`: what the runner publishes to; it feeds the WebSocket hub and the order metrics.
 
 The runner holds one (`runner.events`) and calls its hooks from its own paths: `on_bars` and
-`on_tick` with market data, and the listeners it registers at start: `on_order` and `on_fill`
+`on_tick` with market data (and `on_committed_ticks`, the ingestion writer's hook, in dev, paper and
+live modes), and the listeners it registers at start: `on_order` and `on_fill`
 (order manager), `on_state` and `on_report` (strategy engine), `on_risk` (risk manager). Every hook
 is cheap when nobody listens: a payload is built only when a WebSocket client subscribes to its
 channel, and publishing never waits (see `runner.api.hub`).
@@ -24,15 +25,16 @@ from typing import TYPE_CHECKING
 
 from framework.engine.instances import InstanceSpec, InstanceState
 from framework.engine.strategy_engine import CloseReport
-from framework.events import Bar, Tick
+from framework.events import Bar, Tick, ns_to_datetime
 from framework.orders.model import Fill, Order, OrderStatus
 from framework.orders.positions import Position
 from framework.risk.state import StateChange
 from runner.api.convert import bar_out, fill_out, instance_out, order_out, position_out, risk_event, tick_out
-from runner.api.hub import EventHub, bar_keys, tick_keys
-from runner.api.schemas import RiskEventOut
+from runner.api.hub import WILDCARD, EventHub, bar_keys, tick_keys
+from runner.api.schemas import RiskEventOut, TickOut
 
 if TYPE_CHECKING:
+    from framework.ingest.writer import CommittedTicks
     from runner.metrics import RunnerMetrics
     from runner.service import Runner
 
@@ -72,6 +74,35 @@ class RunnerEvents:
         keys = tick_keys(tick.symbol)
         if self.hub.wants(keys):
             self.hub.publish(keys, None, encoded=tick_out(tick).model_dump_json())
+
+    def on_committed_ticks(self, committed: CommittedTicks) -> None:
+        """Ingestion writer hook: count the trades' tick-to-commit latencies, publish them to `ticks:<symbol>`.
+
+        Called once per commit (thousands of trades a second): a trade is encoded only when a
+        client subscribes to its symbol (or to `ticks:*`).
+        """
+        if self.metrics is not None and committed.latency_ns.size:
+            self.metrics.tick_to_commit.observe_many(committed.latency_ns / 1e9)
+        wanted = self.hub.subscribed("ticks")
+        if not wanted:
+            return
+        every = WILDCARD in wanted
+        publish = self.hub.publish
+        for batch in committed.batches:
+            for i, symbol in enumerate(batch.symbols):
+                if every or symbol in wanted:
+                    out = TickOut(
+                        venue=batch.venue,
+                        symbol=symbol,
+                        time=ns_to_datetime(int(batch.time_ns[i])),
+                        trade_id=batch.trade_ids[i],
+                        price=float(batch.price[i]),
+                        size=float(batch.size[i]),
+                        side=int(batch.side[i]),
+                    )
+                    publish(tick_keys(symbol), None, encoded=out.model_dump_json())
+        for tick in committed.ticks:
+            self.on_tick(tick)
 
     # -- listeners ------------------------------------------------------------------------------
 

@@ -101,6 +101,11 @@ class EventHub:
                 del self._by_key[key]
         subscriber.keys.discard(key)
 
+    def subscribed(self, channel: str) -> set[str]:
+        """Return what follows `<channel>:` in the keys someone subscribes to (`*` for a wildcard)."""
+        prefix = f"{channel}:"
+        return {key[len(prefix) :] for key in self._by_key if key.startswith(prefix)}
+
     def wants(self, keys: str | Iterable[str]) -> bool:
         """Return whether anyone subscribes to any of `keys` (check before building a costly payload)."""
         if isinstance(keys, str):

@@ -79,6 +79,7 @@ N_INSTRUMENTS = 500
 PACKAGES = ("ccxt", "aiohttp", "asyncpg", "pgserver", "orjson", "uvloop", "numpy", "psutil", "py-spy")
 CALM_PCT = 20.0  # machine-wide CPU (% of all cores) to wait for before a run
 LAST_RUN = Path(tempfile.gettempdir()) / "rata-bench-ingest-last.pickle"
+ANALYSIS = Path(__file__).with_name("ingest_analysis.md")  # hand-written: before/after, open gaps; kept as is
 
 
 @dataclass(frozen=True)
@@ -310,6 +311,7 @@ def run(console: Console, *, quick: bool = False) -> list[RenderableType]:
                 "### Profile: time through key functions (inclusive)\n\n" + markdown_table(mark_header, markers),
                 "### Profile: top functions (self time)\n\n" + markdown_table(top_header, tops),
                 "### Notes\n\n" + "\n".join(f"- {line}" for line in note_lines),
+                *([ANALYSIS.read_text().strip()] if ANALYSIS.exists() else []),
             ]
         )
         update_section(SECTION, body)

@@ -9,7 +9,7 @@ import pytest
 
 from framework.errors import IntegrityError, TransientError
 from framework.events import Bar, Tick, TickBatch
-from framework.ingest import BatchWriter, Spool
+from framework.ingest import BatchWriter, CommittedTicks, Spool
 from framework.storage import connect_dsn
 from framework.storage.marketdata import upsert_instruments
 from tests.ingest.helpers import BASE, INSTRUMENTS, stored_bars, stored_ticks, tick, tick_key, until
@@ -59,6 +59,42 @@ async def test_tick_to_commit_latency_runs_from_the_send_or_receive_time(databas
     assert latency.p99_ms is not None
     assert latency.max_ms is not None
     assert latency.p99_ms <= latency.max_ms
+
+
+async def test_on_ticks_sees_every_committed_trade_with_its_latency(database, tmp_path):
+    ids = await upsert_instruments(database.pool, INSTRUMENTS)
+    seen: list[CommittedTicks] = []
+    writer = BatchWriter(database.pool, ids, Spool(tmp_path), on_ticks=seen.append)
+    await writer.start()
+    now = time.time_ns()
+    single = Tick("SIM", "AAA", BASE, "s1", 100.0, 1.0, 1, recv_ns=now)
+    batch = TickBatch.from_ticks([Tick("SIM", "AAA", BASE + i, f"b{i}", 100.0, 1.0, 1, recv_ns=now) for i in range(50)])
+    unmeasured = tick(3, 100.0)  # no receipt or send time: committed, but without a latency
+    for event in (single, batch, unmeasured):
+        await writer.put(event)
+    await writer.close()
+    assert sum(len(c) for c in seen) == 52
+    assert sum(c.latency_ns.size for c in seen) == 51
+    assert all((c.latency_ns >= 0).all() for c in seen)
+    ids_seen = {t.trade_id for c in seen for t in c.ticks} | {i for c in seen for b in c.batches for i in b.trade_ids}
+    assert ids_seen == {"s1", unmeasured.trade_id, *batch.trade_ids}
+    assert len(await stored_ticks(database.pool)) == 52
+
+
+async def test_a_failing_on_ticks_hook_is_logged_and_never_stops_the_writer(database, tmp_path, caplog):
+    ids = await upsert_instruments(database.pool, INSTRUMENTS)
+
+    def hook(committed: CommittedTicks) -> None:
+        raise RuntimeError("subscriber bug")
+
+    writer = BatchWriter(database.pool, ids, Spool(tmp_path), on_ticks=hook)
+    await writer.start()
+    events = ticks(100)
+    for t in events:
+        await writer.put(t)
+    await writer.close()
+    assert await stored_ticks(database.pool) == sorted(tick_key(t) for t in events)
+    assert "the on_ticks hook failed" in caplog.text
 
 
 async def test_writing_the_same_batch_twice_stores_it_once(database, tmp_path):

@@ -122,3 +122,30 @@ async def test_the_lag_sampler_runs_in_the_background_until_stopped(metrics):
     assert sampler._task is None
     with pytest.raises(ValueError, match="positive"):
         EventLoopLagSampler(metrics.event_loop_lag.observe, interval_s=0)
+
+
+def test_bulk_histogram_exports_what_prometheus_client_s_histogram_would():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from runner.metrics import LATENCY_BUCKETS, BulkHistogram
+
+    values = [0.0, 0.0004, 0.0005, 0.0007, 0.001, 0.003, 0.02, 0.5, 7.0, 11.0, 42.0]
+    theirs_registry, ours_registry = CollectorRegistry(), CollectorRegistry()
+    theirs = Histogram("rata_x_seconds", "doc", buckets=LATENCY_BUCKETS, registry=theirs_registry)
+    ours = BulkHistogram("rata_x_seconds", "doc", LATENCY_BUCKETS)
+    ours_registry.register(ours)
+    for v in values:
+        theirs.observe(v)
+    ours.observe_many(values[:-1])
+    ours.observe(values[-1])
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str | None], float]:
+        text = generate_latest(registry).decode()
+        return {
+            (s.name, s.labels.get("le")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    assert samples(ours_registry) == pytest.approx(samples(theirs_registry))
