@@ -56,9 +56,11 @@ class SweepResult:
         return {p: jsonable(row[p]) for p in self.params}
 
     def top(self, n: int = 10, metric: str = "sharpe") -> pd.DataFrame:
-        """Return the `n` best combinations by `metric`."""
+        """Return the `n` best combinations by `metric`, ranked like `best` (infinite and NaN values last)."""
         check_metric(metric)
-        return self.table.sort_values(metric, ascending=False, na_position="last").head(n)
+        key = self.table[metric].replace([np.inf, -np.inf], np.nan)
+        order = key.sort_values(ascending=False, na_position="last", kind="stable").index
+        return self.table.loc[order].head(n)
 
     def heatmap(self, x: str | None = None, y: str | None = None, metric: str = "sharpe") -> hv.HeatMap:
         """Return a heatmap of `metric` over two swept parameters (default: the first two)."""

@@ -46,6 +46,17 @@ def test_best_top_and_heatmap(goog):
     assert len(summary["rows"]) == 7
 
 
+def test_top_ranks_infinite_and_missing_values_last_like_best():
+    import pandas as pd
+
+    from framework.sweep import SweepResult
+
+    table = pd.DataFrame({"fast": [2, 3, 4, 5], "slow": [9, 9, 9, 9], "sharpe": [np.inf, 0.5, np.nan, 1.5]})
+    result = SweepResult(SmaCross, ("fast", "slow"), table)
+    assert result.top(4, "sharpe")["fast"].tolist() == [5, 3, 2, 4]
+    assert result.best("sharpe") == result.top(1, "sharpe")[["fast", "slow"]].iloc[0].to_dict()
+
+
 def test_bad_grids_are_refused_with_the_reason(goog):
     with pytest.raises(UnknownNameError, match="valid: fast, slow, short"):
         sweep(SmaCross, goog, {"fats": [1]})
