@@ -60,7 +60,9 @@ def run(
     if run_config.runner.mode == "live" and not live_opt_in:
         raise ArgumentError(f"live mode trades real money: add {LIVE_FLAG} to confirm")
     settings = load_settings(config)
-    asyncio.run(_serve(run_config, settings, duration))
+    from framework.ingest.loop import run as run_loop
+
+    run_loop(_serve(run_config, settings, duration))  # uvloop when installed, as `rata serve` (uvicorn) runs
 
 
 def default_sections(config: RunConfig, mode: str) -> RunConfig:

@@ -44,6 +44,7 @@ from framework.errors import ParameterError, RejectedError
 from framework.events import Bar, Tick, ns_to_datetime
 from framework.execution import ExecutionModel
 from framework.feeds.base import Feed
+from framework.ingest.loop import settle_gc
 from framework.instruments import Instrument
 from framework.risk.gateway import RiskManager
 from framework.risk.limits import RiskLimits
@@ -136,6 +137,7 @@ class Runner:
             on_close=self._on_close,
             decision_timeout_s=self.config.runner.decision_timeout_s,
             close_grace_ns=int(self.config.runner.close_grace_s * 1e9),
+            decide_process=self.mode.value != "replay",  # on the wall clock: off the event loop's GIL
         )
         self.engine.add_report_listener(self._on_close_report)
         self.engine.add_listener(self.events.on_state)  # API hook
@@ -150,6 +152,8 @@ class Runner:
         self.snapshots = EquitySnapshots(
             self.pool, self.orders.positions, self.risk, int(self.config.runner.snapshot_every_s * 1e9)
         )
+        if self.mode.value != "replay":
+            settle_gc()  # start-up's objects (pandas, vectorbt, strategies) live for good: out of the collector's walks
         return report
 
     async def _create_configured(self, store: InstanceStore, venue: str) -> None:

@@ -64,9 +64,13 @@ Retry-After, delayed visibility, duplicate fills, late fills after an acknowledg
 
 State: `<directory>/<account>.sqlite3` (`paper_store`), kept by the account's book
 (`paper_account`) in one transaction per operation, with exact `Decimal` money: the cash is the
-seed plus exactly what the fills moved. An event is published on `events()` only after the change
-it reports is committed. A new broker on the same
-directory and account carries on: orders, fills, positions, cash, pending orders and last bars.
+seed plus exactly what the fills moved. Submits are grouped: those that arrive together (the
+orders of one bar close, sent concurrently) are accepted in memory and committed in one
+transaction as soon as the event loop is free, and each `submit` returns only after that commit,
+so an answered submit is as durable as before, at one commit per close instead of one per order
+(any other operation commits the waiting submits first). An event is published on `events()` only
+after the change it reports is committed. A new broker on the same directory and account carries
+on: orders, fills, positions, cash, pending orders and last bars.
 Client ids are unique for ever: a second submit of one raises `DuplicateOrder` and places nothing.
 
 Example::
@@ -80,9 +84,10 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from os import PathLike
@@ -90,12 +95,13 @@ from pathlib import Path
 from typing import get_args
 
 from framework.brokers.base import BrokerEvent
-from framework.brokers.errors import DuplicateOrder, UnknownOrder
+from framework.brokers.errors import DuplicateOrder, RateLimited, UnknownOrder
 from framework.brokers.event_hub import EventHub, Subscription
 from framework.brokers.paper_account import CashPolicy, PaperAccount
 from framework.brokers.paper_faults import Fault, FaultKind, FaultPlan, raise_lost_answer, raise_rate_limit
 from framework.brokers.paper_matching import ZERO, Pricing, bar_close_ns, decimal_of
 from framework.brokers.paper_store import Changeset, Mark, PaperStore, VenueOrder
+from framework.brokers.paper_submits import SubmitGroups
 from framework.clock import Clock, WallClock
 from framework.errors import ParameterError, RejectedError, TransientError
 from framework.events import Bar, Tick
@@ -156,6 +162,7 @@ class PaperBroker:
         self._connected = False
         self._book: PaperAccount | None = None
         self._last_trade: dict[str, tuple[int, float]] = {}
+        self._submits = SubmitGroups(self._commit_book, self._hub.publish, f"{name}/{account}")
         self._open_store()
 
     # -- the Broker protocol -------------------------------------------------------------------
@@ -169,6 +176,7 @@ class PaperBroker:
 
     async def close(self) -> None:
         """Stop accepting requests, end the event streams and close the store."""
+        self._submits.settle()
         self._connected = False
         self._hub.close()
         if self._book is not None:
@@ -185,12 +193,55 @@ class PaperBroker:
         self._require_connected()
         faults = self.faults.take("submit", order.client_id)
         raise_rate_limit(faults, "submit", order.client_id)
-        if self._require_book().order(order.client_id) is not None:
+        book = self._require_book()
+        if book.order(order.client_id) is not None:
             raise DuplicateOrder(order.client_id)
-        with self._changing() as events:
-            update = self._accept(order, faults, events)
+        group = self._submits.current()
+        with book.collect():  # on failure the group is dropped and its other members answered
+            try:
+                update = self._accept(order, faults, group.events)
+            except BaseException as exc:
+                self._submits.fail(exc)
+                raise
+        await asyncio.shield(group.committed)
         raise_lost_answer(faults, "submit", order.client_id)
         return update
+
+    async def submit_many(self, orders: Sequence[Order]) -> list[OrderUpdate | Exception]:
+        """Place several orders in one transaction; return each one's answer, or the error `submit` would raise.
+
+        The answers are those of `submit` order by order (accepted or rejected; `RateLimited`,
+        `DuplicateOrder` or `TransientError` in its place), given once all of them are committed.
+        A failed commit raises, and then none of them is placed.
+        """
+        self._require_connected()
+        book = self._require_book()
+        group = self._submits.current()
+        answers: list[OrderUpdate | Exception] = []
+        lost: list[tuple[int, dict[FaultKind, Fault]]] = []
+        with book.collect():
+            try:
+                for k, order in enumerate(orders):
+                    faults = self.faults.take("submit", order.client_id)
+                    try:
+                        raise_rate_limit(faults, "submit", order.client_id)
+                        if book.order(order.client_id) is not None:
+                            raise DuplicateOrder(order.client_id)
+                    except (RateLimited, DuplicateOrder) as exc:  # nothing placed
+                        answers.append(exc)
+                        continue
+                    answers.append(self._accept(order, faults, group.events))
+                    lost.append((k, faults))
+            except BaseException as exc:
+                self._submits.fail(exc)
+                raise
+        await asyncio.shield(group.committed)
+        for k, faults in lost:
+            try:
+                raise_lost_answer(faults, "submit", orders[k].client_id)
+            except TransientError as exc:
+                answers[k] = exc
+        return answers
 
     async def cancel(self, client_id: str) -> OrderUpdate:
         """Cancel an open order; return the acknowledgement (cancelled).
@@ -224,6 +275,7 @@ class PaperBroker:
     async def query(self, client_id: str) -> Order | None:
         """Return the venue's view of an order, or None if it never saw it (or does not show it yet)."""
         self._require_connected()
+        self._submits.settle()
         record = self._require_book().order(client_id)
         if record is None or self._hidden(record, consume=True):
             return None
@@ -232,17 +284,20 @@ class PaperBroker:
     async def open_orders(self) -> list[Order]:
         """Return the open orders, in acceptance order (those not visible yet left out)."""
         self._require_connected()
+        self._submits.settle()
         live = self._require_book().live.values()
         return [r.order for r in live if r.order.is_active and not self._hidden(r, consume=False)]
 
     async def positions(self) -> dict[str, Decimal]:
         """Return the non-zero net position per symbol."""
         self._require_connected()
+        self._submits.settle()
         return {symbol: qty for symbol, qty in self._require_book().positions.items() if qty != 0}
 
     async def balances(self) -> dict[str, Decimal]:
         """Return the cash per currency."""
         self._require_connected()
+        self._submits.settle()
         return dict(self._require_book().balances)
 
     def events(self) -> Subscription[BrokerEvent]:
@@ -259,11 +314,13 @@ class PaperBroker:
     async def fills(self, client_id: str | None = None) -> list[Fill]:
         """Return the venue's fills (of one order), in execution order: its trade history."""
         self._require_connected()
+        self._submits.settle()
         return self._require_book().store.fills(client_id)
 
     async def equity(self) -> dict[str, Decimal]:
         """Return cash plus positions valued at the newest price seen (trade or bar close), per currency."""
         self._require_connected()
+        self._submits.settle()
         book = self._require_book()
         equity = dict(book.balances)
         for symbol, qty in book.positions.items():
@@ -483,11 +540,15 @@ class PaperBroker:
     @contextmanager
     def _changing(self) -> Iterator[list[BrokerEvent]]:
         """Run one venue operation in one transaction of the book; publish its events once committed."""
+        self._submits.settle()
         events: list[BrokerEvent] = []
         with self._require_book().transaction():
             yield events
         for event in events:
             self._hub.publish(event)
+
+    def _commit_book(self) -> None:
+        self._require_book().commit()
 
     def _open_store(self) -> None:
         store = PaperStore(self.path, durable=self._durable)

@@ -2,7 +2,8 @@
 
 `PaperAccount` is the paper venue's bookkeeping, apart from its matching rules (`paper_matching`)
 and its client-facing protocol (`paper`): it executes fills under the cash policy, expires what
-cannot fill, and writes every change of one venue operation in one transaction of its store.
+cannot fill, and writes every change of one venue operation (or of a group of submits) in one
+transaction of its store.
 Memory is a cache of the store: if a change fails, the store rolls back and the memory is
 reloaded from it, so the two never disagree.
 """
@@ -79,22 +80,48 @@ class PaperAccount:
         """Run one venue operation: its changes are written in one transaction, or none are.
 
         Money arithmetic inside is exact (`exact_arithmetic`): the venue's cash is its seed plus
-        exactly the cash its fills moved, as the runner's position book computes it.
+        exactly the cash its fills moved, as the runner's position book computes it. Call it with
+        no collected changes waiting (the broker commits its grouped submits first).
         """
-        self.changes = Changeset()
+        with self.collect():
+            yield
+        self.commit()
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        """Add one operation's changes to those waiting for `commit`; if it raises, drop them all and reload.
+
+        Several operations may collect before one `commit` (the broker groups the submits that
+        arrive together into one transaction); a failure of one fails them all, and the memory
+        is reloaded from the store, so it never holds what the store does not.
+        """
         try:
-            with self.store.transaction(), exact_arithmetic():
+            with exact_arithmetic():
                 yield
-                self.store.write(self.changes)
+        except BaseException:
+            self.discard()
+            raise
+
+    def commit(self) -> None:
+        """Write the collected changes in one transaction; on failure reload the memory from the store and raise."""
+        changes, self.changes = self.changes, Changeset()
+        if not changes:
+            return
+        try:
+            with self.store.transaction():
+                self.store.write(changes)
         except BaseException:
             self.load()
             raise
-        finally:
-            self.changes = Changeset()
+
+    def discard(self) -> None:
+        """Drop the collected changes and reload the memory from the store."""
+        self.changes = Changeset()
+        self.load()
 
     def order(self, client_id: str) -> VenueOrder | None:
-        """Return an order by client id, live or not."""
-        return self.live.get(client_id) or self.store.order(client_id)
+        """Return an order by client id, live or not (committed or collected)."""
+        return self.live.get(client_id) or self.changes.orders.get(client_id) or self.store.order(client_id)
 
     def next_order(self) -> tuple[int, str]:
         """Return the sequence number and venue order id of a new order."""

@@ -203,13 +203,16 @@ def _fill_from_json(text: str) -> Fill:
 
 @dataclass(slots=True)
 class Changeset:
-    """The rows one venue operation changed, written together in its transaction."""
+    """The rows one venue operation (or a group of submits) changed, written in one transaction; false if none."""
 
     orders: dict[str, VenueOrder] = field(default_factory=dict)
     fills: list[tuple[int, Fill]] = field(default_factory=list)
     balances: dict[str, Decimal] = field(default_factory=dict)
     positions: dict[str, Decimal] = field(default_factory=dict)
     marks: dict[str, Mark] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.orders or self.fills or self.balances or self.positions or self.marks)
 
 
 @contextmanager

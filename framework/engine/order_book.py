@@ -11,14 +11,22 @@ acknowledgement), the broker's event stream, an unknown-outcome resolution and a
 touch the same order at once: without the lock an older snapshot could be written after a newer
 one. Fills are deduplicated twice: by (venue, fill id) in the position book, and by the order's
 own fill ids under its lock (two paths racing with the same fill).
+
+Writes are grouped (`GroupCommit`, `apply_events`): the acknowledgements of a close's orders, and
+the venue events that queued up while the book was busy (a bar's fills), go to PostgreSQL in one
+statement per batch instead of one round trip each. The rules hold per batch: nothing changes in
+memory (orders, then positions) before the batch is committed, a fill the database already holds
+is never applied twice (the batch is refused as a whole and its events are applied one by one),
+and an order's events are applied in the order the venue published them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -26,12 +34,13 @@ import asyncpg
 
 from framework.brokers.base import BrokerEvent
 from framework.clock import Clock
-from framework.engine.order_store import OrderStore
+from framework.engine.group_commit import GroupCommit
+from framework.engine.order_store import OrderChange, OrderStore
 from framework.engine.risk_book import LiveRiskContext
 from framework.errors import TransientError
 from framework.orders.model import Fill, Mode, Order, OrderUpdate
 from framework.orders.positions import Position, PositionBook
-from framework.orders.state import InvalidTransition, MismatchedEvent, apply_fill, apply_update
+from framework.orders.state import FillResult, InvalidTransition, MismatchedEvent, apply_fill, apply_update
 
 __all__ = ["Alert", "AlertListener", "CrashHook", "FillListener", "LiveOrderBook"]
 
@@ -51,6 +60,10 @@ EVENT_NOT_APPLIED: Final = "event_not_applied"
 
 _EVENT_RETRY_DELAYS_S: Final = (0.1, 0.5, 2.0, 5.0)
 _DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TransientError)
+
+
+class _BatchNotWritten(Exception):
+    """A batch of changes could not be planned or written; nothing of it was applied (the cause says why)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +86,7 @@ class LiveOrderBook:
         self, store: OrderStore, clock: Clock, *, venue: str, mode: Mode, crash_hook: CrashHook | None = None
     ) -> None:
         self.store = store
+        self.journal = GroupCommit(store)
         self.venue = venue
         self.mode = mode
         self.orders: dict[str, Order] = {}
@@ -143,7 +157,7 @@ class LiveOrderBook:
         """Write the order's current in-memory state with an event row (e.g. submitted, outcome unknown)."""
         async with self.lock(client_id):
             order = self.orders[client_id]
-            await self.store.save(order, detail, self._clock.now_ns())
+            await self.journal.write(OrderChange(order, detail, self._clock.now_ns()))
             return order
 
     async def update(self, update: OrderUpdate, detail: str = "", *, locked: bool = False) -> Order | None:
@@ -169,7 +183,8 @@ class LiveOrderBook:
             return order
         if new is order:
             return order
-        await self.store.save(new, detail or update.reason or f"venue reports {update.status}", self._now())
+        why = detail or update.reason or f"venue reports {update.status}"
+        await self.journal.write(OrderChange(new, why, self._now()))
         self.put(new)
         return new
 
@@ -201,9 +216,14 @@ class LiveOrderBook:
                 return order
             self.crash_point("after_fill_commit")
             self.put(result.order)
+        await self._after_fill(fill, result)
+        return result.order
+
+    async def _after_fill(self, fill: Fill, result: FillResult) -> None:
+        """Apply a committed fill to the positions and risk aggregates; alert an overfill; tell the listeners."""
         position = self.positions.apply(fill)
-        if position is None:  # applied by a racing path between the check above and here
-            return result.order
+        if position is None:  # applied by a racing path meanwhile
+            return
         self.risk_context.set_position(position.strategy, position.symbol, position.quantity)
         if result.overfill is not None:
             alert = result.overfill
@@ -215,7 +235,120 @@ class LiveOrderBook:
             )
         for listener in self._fill_listeners:
             await _call(listener, fill, position)
-        return result.order
+
+    async def apply_events(self, events: Sequence[BrokerEvent]) -> None:
+        """Apply venue events in order, writing all they change in one statement (see the module docstring).
+
+        The orders they touch are locked for the batch. Anything unusual (a fill the database
+        holds already, a database error, an event that raises) sends the batch down the one by one
+        path of `apply_event`, with its retries; memory changes only after a commit, so that is safe.
+        """
+        if len(events) <= 1:
+            for event in events:
+                await self.apply_event(event)
+            return
+        try:
+            await self._apply_batch(events, {})
+        except _BatchNotWritten as exc:
+            log.warning("%d venue events not written as one batch (%s): one by one", len(events), exc.__cause__)
+            for event in events:
+                await self.apply_event(event)
+
+    async def _apply_batch(self, events: Sequence[BrokerEvent], details: dict[int, str]) -> None:
+        """Plan, write (one statement) and apply `events` under their orders' locks; `details` by `id(event)`.
+
+        Raises `_BatchNotWritten` (nothing applied) when planning or writing failed.
+        """
+        for client_id in dict.fromkeys(e.client_id for e in events):
+            if client_id not in self.orders:
+                await self.order(client_id)  # ended before a restart: from the database
+        applied: list[tuple[Fill, FillResult]] = []
+        alerts: list[tuple[str, str, str]] = []
+        async with contextlib.AsyncExitStack() as locks:
+            for client_id in sorted({e.client_id for e in events if e.client_id in self.orders}):
+                await locks.enter_async_context(self.lock(client_id))
+            try:
+                changes = self._plan(events, details, applied, alerts)
+                await self.store.write_changes(changes)
+            except Exception as exc:
+                raise _BatchNotWritten from exc
+            if applied:
+                self.crash_point("after_fill_commit")
+            for change in changes:
+                self._put_committed(change.order)
+        for kind, message, client_id in alerts:
+            await self.alert(kind, message, client_id)
+        for fill, result in applied:
+            await self._after_fill(fill, result)
+
+    async def record(self, updates: Sequence[tuple[OrderUpdate, str]]) -> None:
+        """Apply status reports of the order path (acknowledgements, refusals, each with its detail) in one statement.
+
+        Like `apply_events`; if the batch cannot be written at once, each goes through `update`.
+        """
+        if not updates:
+            return
+        details = {id(u): detail for u, detail in updates}
+        try:
+            await self._apply_batch([u for u, _ in updates], details)
+        except _BatchNotWritten as exc:
+            log.warning("%d order updates not written as one batch (%s): one by one", len(updates), exc.__cause__)
+            for update, detail in updates:
+                await self.update(update, detail)
+
+    def _put_committed(self, order: Order) -> None:
+        """`put` a committed change; a listener that raises is logged (the change stands: it is committed)."""
+        try:
+            self.put(order)
+        except Exception:
+            log.exception("an order listener failed on %s", order.client_id)
+
+    def _plan(
+        self,
+        events: Sequence[BrokerEvent],
+        details: dict[int, str],
+        applied: list[tuple[Fill, FillResult]],
+        alerts: list[tuple[str, str, str]],
+    ) -> list[OrderChange]:
+        """Return the changes `events` make, in order, against a scratch copy of the orders they touch."""
+        now = self._now()
+        scratch: dict[str, Order] = {}
+        changes: list[OrderChange] = []
+        for event in events:
+            client_id = event.client_id
+            order = scratch.get(client_id) or self.orders.get(client_id)
+            if isinstance(event, Fill):
+                if order is None:
+                    alerts.append((UNKNOWN_ORDER, f"fill {event.fill_id} for unknown order {client_id}", client_id))
+                    continue
+                if self.positions.seen(event):
+                    continue
+                fill = replace(event, strategy=event.strategy or order.strategy, mode=order.mode)
+                try:
+                    result = apply_fill(order, fill)
+                except (InvalidTransition, MismatchedEvent) as exc:
+                    alerts.append((INVALID_TRANSITION, f"fill refused: {exc}", client_id))
+                    continue
+                if result.is_duplicate:
+                    continue
+                why = "late fill" if result.late else "fill"
+                changes.append(OrderChange(result.order, f"{why} {fill.fill_id}", now, fill))
+                applied.append((fill, result))
+                scratch[client_id] = result.order
+                continue
+            if order is None:
+                alerts.append((UNKNOWN_ORDER, f"{event.status} report for unknown order {client_id}", client_id))
+                continue
+            try:
+                new = apply_update(order, event)
+            except InvalidTransition as exc:
+                alerts.append((INVALID_TRANSITION, f"venue report refused: {exc}", client_id))
+                continue
+            if new is not order:
+                detail = details.get(id(event)) or event.reason or f"venue reports {event.status}"
+                changes.append(OrderChange(new, detail, now))
+                scratch[client_id] = new
+        return changes
 
     async def apply_event(self, event: BrokerEvent) -> None:
         """Apply one venue event; retry (on real time, not the clock) while the database cannot take it.

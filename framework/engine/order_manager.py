@@ -28,9 +28,11 @@ The path of one order, and why it is built so:
    `DuplicateOrder` then means an earlier try reached the venue, and it is resolved by query.
 
 Venue events (`broker.events()`) are consumed by one background task and applied by
-`LiveOrderBook` (state machine, persisted first). The broker's stream is subscribed before
-reconciliation so nothing published meanwhile is lost, and consumed after it, so that events never
-race the adoption of orders that were in flight at a crash.
+`LiveOrderBook` (state machine, persisted first), every event queued by then in one batch and one
+statement; acknowledgements of concurrent sends are group-committed the same way (`GroupCommit`).
+The broker's stream is subscribed before reconciliation so nothing published meanwhile is lost,
+and consumed after it, so that events never race the adoption of orders that were in flight at a
+crash.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ __all__ = ["OrderManager"]
 log = logging.getLogger(__name__)
 
 _PENDING_ID = "pending"
+_EVENT_BATCH = 10_000  # venue events applied in one statement at most
 
 
 class OrderManager:
@@ -229,11 +232,15 @@ class OrderManager:
         orders = [d.evolve(client_id=cid, created_ns=now, updated_ns=now) for d, cid in zip(drafts, ids, strict=True)]
         for order in orders:
             self.book.put(order)
+        expected = [i.expected_price for i in batch]
+        if callable(getattr(self.broker, "submit_many", None)):
+            sending = self._spawn(self._send_batch(orders, expected), "send-batch")
+            return list(await asyncio.shield(sending))  # a cancelled caller must not cut a send short
         sends = [
-            self._spawn(self._send(o.client_id, i.expected_price), f"send-{o.client_id}")
-            for o, i in zip(orders, batch, strict=True)
+            self._spawn(self._send(o.client_id, price), f"send-{o.client_id}")
+            for o, price in zip(orders, expected, strict=True)
         ]
-        return list(await asyncio.shield(asyncio.gather(*sends)))  # a cancelled caller must not cut a send short
+        return list(await asyncio.shield(asyncio.gather(*sends)))
 
     def _draft(self, intent: OrderIntent) -> Order:
         if intent.venue != self.venue:
@@ -268,8 +275,58 @@ class OrderManager:
             order = apply_update(order, OrderUpdate(client_id, OrderStatus.SUBMITTED, time_ns=self._clock.now_ns()))
             self.book.put(order)
         self.book.crash_point("after_intent_commit")
+        return await self._deliver(order)
+
+    async def _send_batch(self, orders: Sequence[Order], expected: Sequence[Decimal | None]) -> list[Order]:
+        """Check each order, hand those risk accepts to the venue in one `submit_many` call, record all answers at once.
+
+        For a venue that takes a batch (the paper venue: one commit for all): the orders are
+        checked in turn, each counted as working before the next is checked, exactly as
+        concurrent sends would; the acknowledgements and refusals are written in one statement.
+        An order something else is busy with (a cancel), and every answer that is an error, take
+        the one-order path (`_send`, `_deliver`) with its retries and resolution.
+        """
+        book, now = self.book, self._clock.now_ns()
+        alone: dict[str, asyncio.Task[Order]] = {}
+        records: list[tuple[OrderUpdate, str]] = []
+        sending: list[Order] = []
+        for order, price in zip(orders, expected, strict=True):
+            cid = order.client_id
+            if book.lock(cid).locked() or book.orders[cid].status is not OrderStatus.NEW:
+                alone[cid] = self._spawn(self._send(cid, price), f"send-{cid}")
+                continue
+            decision = self._risk.check(book.orders[cid], book.risk_context, expected_price=price)
+            if not decision.accepted:
+                reason = f"risk {decision.rule}: {decision.reason}"
+                records.append((OrderUpdate(cid, OrderStatus.REJECTED, reason=reason, time_ns=now), "refused by risk"))
+                continue
+            submitted = apply_update(book.orders[cid], OrderUpdate(cid, OrderStatus.SUBMITTED, time_ns=now))
+            book.put(submitted)
+            sending.append(submitted)
+        if sending:
+            book.crash_point("after_intent_commit")
+            try:
+                answers: list[OrderUpdate | Exception] = await self.broker.submit_many(sending)  # type: ignore[attr-defined]
+            except TransientError as exc:  # the whole batch's outcome is unknown
+                answers = [exc] * len(sending)
+            book.crash_point("after_send")
+            for order, answer in zip(sending, answers, strict=True):
+                if isinstance(answer, Exception):
+                    alone[order.client_id] = self._spawn(self._deliver(order, answer), f"send-{order.client_id}")
+                else:
+                    records.append((answer, f"venue answered {answer.status}"))
+        await book.record(records)
+        finished = {cid: await task for cid, task in alone.items()}
+        return [finished.get(o.client_id) or book.orders[o.client_id] for o in orders]
+
+    async def _deliver(self, order: Order, failed: Exception | None = None) -> Order:
+        """Send a submitted order, retrying 429s, and record the answer (`failed`: the first try's error, if known)."""
+        client_id = order.client_id
         for attempt in range(self._max_retries + 1):
             try:
+                if failed is not None:
+                    error, failed = failed, None
+                    raise error
                 ack = await self.broker.submit(order)
             except RateLimited as exc:
                 if attempt == self._max_retries:
@@ -341,10 +398,24 @@ class OrderManager:
     # -- venue events ------------------------------------------------------------------------
 
     async def _consume(self) -> None:
-        async for event in self._events:
+        """Apply the venue's events: each time, every event queued by then, as one batch (one statement)."""
+        events = self._events
+        pending = getattr(events, "pending", None)
+        ended = False
+        while not ended:
+            try:
+                batch = [await anext(events)]
+            except StopAsyncIteration:
+                break
+            while callable(pending) and pending() > 0 and len(batch) < _EVENT_BATCH:
+                try:
+                    batch.append(await anext(events))  # queued: returns without waiting
+                except StopAsyncIteration:
+                    ended = True
+                    break
             self._busy = True
             try:
-                await self.book.apply_event(event)
+                await self.book.apply_events(batch)
             finally:
                 self._busy = False
         if not self._closed:

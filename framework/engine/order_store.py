@@ -7,8 +7,10 @@ prefix, reconciliations).
 Every write is one SQL statement, hence one transaction and one round trip: the statements are
 hand-written with data-modifying CTEs so that an order row and its `order_events` row (and, for a
 fill, the fill row too) commit together or not at all, and so that the signal-to-broker path pays a
-single round trip for the intent. Times are the injected clock's (replay runs in simulated time),
-stored with microsecond precision.
+single round trip for the intent. `write_changes` does the same for a whole batch of changes (the
+order manager's group commit): a close of 40 strategies makes thousands of acknowledgements and
+fills, and one statement for all of them costs about what one statement for one of them did.
+Times are the injected clock's (replay runs in simulated time), stored with microsecond precision.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import Any
 import asyncpg
 
 from framework.engine.intents import OrderIntent
+from framework.errors import IntegrityError
 from framework.events import datetime_to_ns, ns_to_datetime
 from framework.orders.model import TERMINAL_STATUSES, Fill, Mode, Order, OrderSide, OrderStatus, OrderType
 
-__all__ = ["OrderEvent", "OrderStore"]
+__all__ = ["FillConflict", "OrderChange", "OrderEvent", "OrderStore"]
 
 _TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
 
@@ -78,6 +81,47 @@ WITH fill AS (
 )
 SELECT EXISTS (SELECT 1 FROM fill)
 """
+
+_WRITE_CHANGES = """
+WITH fill AS (
+    INSERT INTO fills (venue, fill_id, client_id, strategy, symbol, side, quantity, price, fee, mode, time)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::numeric[],
+                         $8::numeric[], $9::numeric[], $10::text[], $11::timestamptz[])
+    ON CONFLICT (venue, fill_id) DO NOTHING
+    RETURNING 1
+), updated AS (
+    UPDATE orders o SET status = u.status, filled = u.filled, avg_price = u.avg_price, fees = u.fees,
+                        venue_order_id = u.venue_order_id, reason = u.reason, updated_at = u.updated_at
+    FROM unnest($12::text[], $13::text[], $14::numeric[], $15::numeric[], $16::numeric[], $17::text[], $18::text[],
+                $19::timestamptz[]) AS u(client_id, status, filled, avg_price, fees, venue_order_id, reason, updated_at)
+    WHERE o.client_id = u.client_id
+    RETURNING 1
+), events AS (
+    INSERT INTO order_events (client_id, status, detail, time)
+    SELECT e.client_id, e.status, e.detail, e.time
+    FROM unnest($20::text[], $21::text[], $22::text[], $23::timestamptz[]) WITH ORDINALITY
+        AS e(client_id, status, detail, time, ord)
+    ORDER BY e.ord
+)
+SELECT (SELECT count(*) FROM fill) AS fills, (SELECT count(*) FROM updated) AS orders
+"""
+
+
+class FillConflict(IntegrityError):
+    """A batch held a fill the database had stored already: nothing of the batch was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderChange:
+    """One change to write: an order's new state and its event row (status, `detail`, at `time_ns`).
+
+    `fill` is the execution that made the change, written with it (fills table).
+    """
+
+    order: Order
+    detail: str
+    time_ns: int
+    fill: Fill | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +208,35 @@ class OrderStore:
         )
         return bool(inserted)
 
+    async def write_changes(self, changes: Sequence[OrderChange]) -> None:
+        """Write a batch of changes in one statement: every order's last state, every event row, every fill.
+
+        Events are numbered in the batch's order. A batch with fills runs in a transaction and
+        raises `FillConflict`, writing nothing, if one of its fills was stored already (by venue
+        and trade id): the caller then applies the events one at a time, where a stored fill is
+        simply skipped.
+        """
+        if not changes:
+            return
+        last = {c.order.client_id: c for c in changes}  # an order changed twice: its last state
+        fills = [(c.fill, c.time_ns) for c in changes if c.fill is not None]
+        args = (
+            *_fill_columns(fills),
+            *_order_columns([c.order for c in last.values()], [c.time_ns for c in last.values()]),
+            [c.order.client_id for c in changes],
+            [c.order.status.value for c in changes],
+            [c.detail for c in changes],
+            [ns_to_datetime(c.time_ns) for c in changes],
+        )
+        if not fills:
+            await self._pool.execute(_WRITE_CHANGES, *args)
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(_WRITE_CHANGES, *args)
+            stored = 0 if row is None else int(row["fills"])
+            if stored != len(fills):
+                raise FillConflict(f"{len(fills) - stored} fills of the batch were stored already")
+
     async def load_active(self, venue: str, mode: Mode) -> list[Order]:
         """Return the venue's orders of `mode` that are not terminal, oldest first."""
         rows = await self._pool.fetch(
@@ -239,6 +312,35 @@ class OrderStore:
                 json.dumps(list(differences), default=str),
             )
         )
+
+
+def _fill_columns(fills: Sequence[tuple[Fill, int]]) -> tuple[list[Any], ...]:
+    return (
+        [f.venue for f, _ in fills],
+        [f.fill_id for f, _ in fills],
+        [f.client_id for f, _ in fills],
+        [f.strategy for f, _ in fills],
+        [f.symbol for f, _ in fills],
+        [f.side.value for f, _ in fills],
+        [f.quantity for f, _ in fills],
+        [f.price for f, _ in fills],
+        [f.fee for f, _ in fills],
+        [f.mode.value for f, _ in fills],
+        [ns_to_datetime(f.time_ns or t) for f, t in fills],
+    )
+
+
+def _order_columns(orders: Sequence[Order], times_ns: Sequence[int]) -> tuple[list[Any], ...]:
+    return (
+        [o.client_id for o in orders],
+        [o.status.value for o in orders],
+        [o.filled for o in orders],
+        [o.avg_price for o in orders],
+        [o.fees for o in orders],
+        [o.venue_order_id for o in orders],
+        [o.reason for o in orders],
+        [ns_to_datetime(t) for t in times_ns],
+    )
 
 
 def _order(row: asyncpg.Record) -> Order:

@@ -87,9 +87,10 @@ class SizingContext:
         """Return the quantity step of `symbol`."""
         return Decimal(repr(self.instruments[symbol].qty_step))
 
-    def intent(self, symbol: str, side: OrderSide, quantity: Decimal, reason: str, **extra: object) -> OrderIntent:
-        """Return an intent of this instance, expected to fill near the decision close."""
-        close = self.closes[self.symbols.index(symbol)]
+    def intent(self, col: int, side: OrderSide, quantity: Decimal, reason: str, **extra: object) -> OrderIntent:
+        """Return an intent of this instance in the symbol of column `col`, expected to fill near the close."""
+        symbol = self.symbols[col]
+        close = self.closes[col]
         return OrderIntent(
             strategy=self.instance,
             venue=self.venue,
@@ -132,7 +133,8 @@ def signal_intents(ctx: SizingContext, decision: DecisionArrays, row: int = -1) 
     sleeve = ctx.capital / n
     model = ctx.model
     out: list[OrderIntent] = []
-    for col, symbol in enumerate(ctx.symbols):
+    for col in np.flatnonzero(long_in | long_out | short_in | short_out).tolist():  # the rest has nothing to do
+        symbol = ctx.symbols[col]
         le, lx, se, sx = bool(long_in[col]), bool(long_out[col]), bool(short_in[col]), bool(short_out[col])
         if le and lx:
             le = lx = False
@@ -149,25 +151,25 @@ def signal_intents(ctx: SizingContext, decision: DecisionArrays, row: int = -1) 
         step = ctx.step(symbol)
         if held > 0 and se:
             short = _floor(float(cash) / (close * (1 - model.slippage) * (1 + model.fees)), step)
-            out.append(ctx.intent(symbol, OrderSide.SELL, held + short, "reverse to short"))
+            out.append(ctx.intent(col, OrderSide.SELL, held + short, "reverse to short"))
         elif held > 0 and lx:
-            out.append(ctx.intent(symbol, OrderSide.SELL, held, "exit long"))
+            out.append(ctx.intent(col, OrderSide.SELL, held, "exit long"))
         elif held < 0 and le:
-            out.extend(_all_in_buy(ctx, symbol, cash, close, step, "reverse to long"))
+            out.extend(_all_in_buy(ctx, col, cash, close, step, "reverse to long"))
         elif held < 0 and sx:
-            out.append(ctx.intent(symbol, OrderSide.BUY, -held, "exit short"))
+            out.append(ctx.intent(col, OrderSide.BUY, -held, "exit short"))
         elif held == 0 and le:
-            out.extend(_all_in_buy(ctx, symbol, _entry_budget(ctx, cash), close, step, "enter long"))
+            out.extend(_all_in_buy(ctx, col, _entry_budget(ctx, cash), close, step, "enter long"))
         elif held == 0 and se:
             budget = float(_entry_budget(ctx, cash))
             short = _floor(budget / (close * (1 - model.slippage) * (1 + model.fees)), step)
             if short > 0:
-                out.append(ctx.intent(symbol, OrderSide.SELL, short, "enter short"))
+                out.append(ctx.intent(col, OrderSide.SELL, short, "enter short"))
     return out
 
 
 def _all_in_buy(
-    ctx: SizingContext, symbol: str, budget: Decimal, close: float, step: Decimal, reason: str
+    ctx: SizingContext, col: int, budget: Decimal, close: float, step: Decimal, reason: str
 ) -> list[OrderIntent]:
     if budget <= 0:
         return []
@@ -176,7 +178,7 @@ def _all_in_buy(
     quantity = _floor(estimate * ctx.headroom, step)
     if quantity <= 0:
         return []
-    return [ctx.intent(symbol, OrderSide.BUY, quantity, reason, cash_limit=budget)]
+    return [ctx.intent(col, OrderSide.BUY, quantity, reason, cash_limit=budget)]
 
 
 def weight_intents(ctx: SizingContext, decision: DecisionArrays, row: int = -1) -> list[OrderIntent]:
@@ -201,6 +203,6 @@ def weight_intents(ctx: SizingContext, decision: DecisionArrays, row: int = -1) 
         if quantity <= 0:
             continue
         side = OrderSide.BUY if size > 0 else OrderSide.SELL
-        orders.append((size * close, ctx.intent(symbol, side, quantity, "rebalance")))
+        orders.append((size * close, ctx.intent(col, side, quantity, "rebalance")))
     orders.sort(key=lambda pair: pair[0])
     return [intent for _, intent in orders]

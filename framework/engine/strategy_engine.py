@@ -12,6 +12,11 @@ is disabled with the error recorded in its row and reported to listeners; the ot
 timed-out call cannot be interrupted (Python threads cannot be killed): its thread finishes in
 the background and its result is dropped.
 
+Where the calls run: in a thread pool by default; with `decide_process=True` (the live runner), in
+a worker process (`DecideProcess`), so that pandas' GIL-bound work does not stall the event loop
+that ingests and trades, and falls back to the threads while the worker starts, for strategies it
+cannot take (classes defined in a notebook), and for what a stuck worker left unanswered.
+
 Bars of one close may arrive one symbol at a time (live) or all at once (replay): a close is
 decided when every symbol of the timeframe has its bar, or when `on_time(now)` finds the close
 older than `close_grace_ns` (symbols without a bar are carried forward by the panel).
@@ -29,6 +34,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from framework.bars import Bars
+from framework.engine.decide_process import DecideProcess, Outcome
 from framework.engine.instances import InstanceSpec, InstanceState, InstanceStore
 from framework.engine.intents import OrderIntent
 from framework.engine.panel import RollingPanel
@@ -107,6 +113,7 @@ class StrategyEngine:
         close_grace_ns: int = 2_000_000_000,
         headroom: float = 1.5,
         workers: int = 4,
+        decide_process: bool = False,
     ) -> None:
         self.sink = sink
         self.book = book
@@ -125,6 +132,7 @@ class StrategyEngine:
         self._listeners: list[Callable[[str, InstanceState, str | None], Awaitable[None]]] = []
         self._report_listeners: list[Callable[[CloseReport], None]] = []
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rata-decide")
+        self._process = DecideProcess() if decide_process else None
         self._lock = asyncio.Lock()
 
     # -- instances ---------------------------------------------------------------------------
@@ -254,39 +262,35 @@ class StrategyEngine:
     async def _decide_close(self, timeframe: str, close_ns: int, bars: Mapping[str, Bar]) -> CloseReport:
         async with self._lock:
             report = CloseReport(timeframe, close_ns, started_perf_ns=time.perf_counter_ns())
-            if self.on_close is not None:
-                await self.on_close(timeframe, close_ns, list(bars.values()))
             groups = [(key, p) for key, p in self.panels.items() if key[0] == timeframe]
             for _, panel in groups:
                 last = panel.last_time_ns
                 if last is None or close_ns > last:
                     panel.append(close_ns, [bars[s] for s in panel.symbols if s in bars])
-            deciding = [
-                r
-                for r in self.instances.values()
-                if r.spec.timeframe == timeframe and r.spec.state is InstanceState.RUNNING
-            ]
-            if not deciding:
-                return report
-            if self.before_decide is not None:
-                await self.before_decide()
-            windows: dict[tuple[str, tuple[str, ...]], Bars] = {}
-            jobs = []
-            for running in deciding:
-                key = (timeframe, running.spec.symbols)
-                panel = self.panels[key]
-                if len(panel) < running.warmup + 1 or panel.last_time_ns != close_ns:
+            jobs = self._jobs(timeframe, close_ns)
+            # Signals depend on the bars only, so they are computed while the venue's fills of this
+            # bar are applied; sizing, which reads the positions those fills leave, waits for them.
+            deciding = asyncio.create_task(self._decide_all(jobs)) if jobs else None
+            try:
+                if self.on_close is not None:
+                    await self.on_close(timeframe, close_ns, list(bars.values()))
+                if deciding is None:
+                    return report
+                if self.before_decide is not None:
+                    await self.before_decide()
+                results = await deciding
+            except BaseException:
+                if deciding is not None:
+                    deciding.cancel()
+                raise
+            for (running, panel, window), (result, signalled_ns) in zip(jobs, results, strict=True):
+                if running.spec.state is not InstanceState.RUNNING:  # stopped meanwhile
                     continue
-                if key not in windows:
-                    windows[key] = panel.window()
-                jobs.append((running, panel, windows[key]))
-            results = await asyncio.gather(*(self._decide_one(r, w) for r, _, w in jobs))
-            for (running, panel, window), result in zip(jobs, results, strict=True):
                 if isinstance(result, str):
                     report.disabled.append((running.spec.id, result))
                     await self.set_state(running.spec.id, InstanceState.DISABLED, result)
                     continue
-                report.signals_perf_ns[running.spec.id] = time.perf_counter_ns()
+                report.signals_perf_ns[running.spec.id] = signalled_ns
                 report.decided.append(running.spec.id)
                 running.decisions += 1
                 running.last_decision_ns = close_ns
@@ -298,11 +302,50 @@ class StrategyEngine:
                 listener(report)
             return report
 
-    async def _decide_one(self, running: _Running, window: Bars) -> DecisionArrays | str:
+    def _jobs(self, timeframe: str, close_ns: int) -> list[tuple[_Running, RollingPanel, Bars]]:
+        """Return the running instances of `timeframe` with enough bars, each with its panel and window."""
+        windows: dict[tuple[str, tuple[str, ...]], Bars] = {}
+        jobs = []
+        for running in self.instances.values():
+            if running.spec.timeframe != timeframe or running.spec.state is not InstanceState.RUNNING:
+                continue
+            key = (timeframe, running.spec.symbols)
+            panel = self.panels[key]
+            if len(panel) < running.warmup + 1 or panel.last_time_ns != close_ns:
+                continue
+            if key not in windows:
+                windows[key] = panel.window()
+            jobs.append((running, panel, windows[key]))
+        return jobs
+
+    async def _decide_all(self, jobs: Sequence[tuple[_Running, RollingPanel, Bars]]) -> list[tuple[Outcome, int]]:
+        """Return every job's decision (or error) and when its `signals()` returned (`perf_counter_ns`), in order.
+
+        In the worker process when there is one, else (and for what it leaves) in threads.
+        """
+        outcomes: dict[str, tuple[Outcome, int]] = {}
+        if self._process is not None:
+            by_window: dict[int, tuple[Bars, list[tuple[str, Strategy]]]] = {}
+            for running, _, window in jobs:
+                by_window.setdefault(id(window), (window, []))[1].append((running.spec.id, running.strategy))
+            for window, strategies in by_window.values():
+                done, _ = await self._process.decide(window, strategies, self.decision_timeout_s)
+                for instance_id, (outcome, finished_ns) in done.items():
+                    if isinstance(outcome, str):
+                        log.error("strategy instance %s disabled: %s", instance_id, outcome)
+                    outcomes[instance_id] = (outcome, finished_ns)
+        rest = [(r, w) for r, _, w in jobs if r.spec.id not in outcomes]
+        threaded = await asyncio.gather(*(self._decide_one(r, w) for r, w in rest))
+        for (running, _), timed in zip(rest, threaded, strict=True):
+            outcomes[running.spec.id] = timed
+        return [outcomes[r.spec.id] for r, _, _ in jobs]
+
+    async def _decide_one(self, running: _Running, window: Bars) -> tuple[Outcome, int]:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, running.strategy.decide_arrays, window)
+        future = loop.run_in_executor(self._executor, _timed, running.strategy, window)
         try:
-            return await asyncio.wait_for(future, self.decision_timeout_s)
+            async with asyncio.timeout(self.decision_timeout_s):  # not wait_for: 3.11's can lose a cancellation
+                return await future
         except TimeoutError:
             error = f"{running.strategy.name}.signals() took longer than {self.decision_timeout_s:g} s"
         except StrategyError as exc:
@@ -310,7 +353,7 @@ class StrategyEngine:
         except Exception as exc:  # noqa: BLE001 - a broken strategy must never stop the runner
             error = f"{running.strategy.name}: {type(exc).__name__}: {exc}"
         log.error("strategy instance %s disabled: %s", running.spec.id, error)
-        return error
+        return error, time.perf_counter_ns()
 
     def _intents(
         self, running: _Running, panel: RollingPanel, window: Bars, decision: DecisionArrays, close_ns: int
@@ -333,5 +376,13 @@ class StrategyEngine:
         return signal_intents(ctx, decision)
 
     async def close(self) -> None:
-        """Stop deciding; let running decisions finish in the background."""
+        """Stop deciding; let running decisions finish in the background (the worker process is stopped)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._process is not None:
+            self._process.close()
+
+
+def _timed(strategy: Strategy, window: Bars) -> tuple[DecisionArrays, int]:
+    """Return `strategy`'s decision on `window` and when it returned (`perf_counter_ns`)."""
+    decision = strategy.decide_arrays(window)
+    return decision, time.perf_counter_ns()

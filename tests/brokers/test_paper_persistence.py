@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from framework.brokers.errors import DuplicateOrder
 from framework.brokers.paper_faults import Fault, FaultKind
+from framework.brokers.paper_store import Changeset, PaperStore
 from framework.errors import IntegrityError
 from framework.execution import ExecutionModel
 from framework.orders.model import Fill, OrderStatus
@@ -122,4 +124,44 @@ async def test_a_failed_change_leaves_store_and_memory_as_they_were(tmp_path: Pa
     assert await v.broker.positions() == {}
     assert await v.broker.balances() == {"USD": Decimal("10000.0")}
     assert [o.client_id for o in await v.broker.open_orders()] == ["a"]
+    await v.broker.close()
+
+
+async def test_submits_that_arrive_together_are_committed_once_and_answered_after_the_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v = Venue(tmp_path)
+    await v.broker.connect()
+    v.feed(flat(0, 100))
+    commits: list[int] = []
+    write = PaperStore.write
+
+    def counted(store: PaperStore, changes: Changeset) -> None:
+        commits.append(len(changes.orders))
+        write(store, changes)
+
+    monkeypatch.setattr(PaperStore, "write", counted)
+    answers = await asyncio.gather(*(v.broker.submit(order(client_id=f"o{k}")) for k in range(5)))
+    assert [a.status for a in answers] == [OrderStatus.ACCEPTED] * 5
+    assert commits == [5]  # one transaction for the five
+    other = v.open()  # never closed, as after a SIGKILL: every answered submit is on disk
+    await other.connect()
+    assert [o.client_id for o in await other.open_orders()] == [f"o{k}" for k in range(5)]
+    await other.close()
+    await v.broker.close()
+
+
+async def test_a_group_of_submits_that_cannot_be_committed_places_none_of_them(tmp_path: Path) -> None:
+    v = Venue(tmp_path)
+    await v.broker.connect()
+    v.feed(flat(0, 100))
+    blocker = sqlite3.connect(v.broker.path)
+    blocker.execute("CREATE TRIGGER no_orders BEFORE INSERT ON orders BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+    blocker.close()
+    answers = await asyncio.gather(
+        *(v.broker.submit(order(client_id=f"o{k}")) for k in range(3)), return_exceptions=True
+    )
+    assert [type(a) for a in answers] == [IntegrityError] * 3
+    assert await v.broker.open_orders() == []
+    assert await v.broker.query("o1") is None
     await v.broker.close()

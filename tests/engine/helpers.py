@@ -7,7 +7,7 @@ venue can inflict); the database is the real one the `database` fixture creates.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -171,18 +171,29 @@ class ObservedBroker(PaperBroker):
         self.rows_at_send: dict[str, asyncpg.Record | None] = {}
 
     async def submit(self, order: Order) -> Any:
+        await self._observe(order)
+        return await super().submit(order)
+
+    async def submit_many(self, orders: Sequence[Order]) -> Any:
+        for order in orders:
+            await self._observe(order)
+        return await super().submit_many(orders)
+
+    async def _observe(self, order: Order) -> None:
         self.rows_at_send[order.client_id] = await self.pool.fetchrow(
             "SELECT o.status, o.quantity, "
             "(SELECT count(*) FROM order_events e WHERE e.client_id = o.client_id) AS events "
             "FROM orders o WHERE o.client_id = $1",
             order.client_id,
         )
-        return await super().submit(order)
 
 
 class FlakyBroker(PaperBroker):
     """A paper venue with what the fault plan cannot do: a stream that misses orders, requests lost on the way,
-    queries counted, and events published as a (misbehaving) venue would."""
+    queries counted, and events published as a (misbehaving) venue would. Like a remote venue, it takes
+    one order per request (no `submit_many`)."""
+
+    submit_many = None  # type: ignore[assignment]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
