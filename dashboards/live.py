@@ -3,8 +3,11 @@
 After logging in (the API's users, the same JWT as every other client), the page shows:
 
 - a **candlestick chart with volume** of a chosen instrument and timeframe (1s by default): stored
-  bars first, then every bar as it closes, streamed over the WebSocket without reloading, with the
-  strategies' **fills** marked on it (blue triangles up: buys; orange down: sells);
+  bars first, then every bar as it closes, streamed over the WebSocket without reloading, the
+  **forming candle** and a last-price line moving with every trade (the `ticks` channel), the
+  strategies' **fills** marked on it (blue triangles up: buys; orange down: sells), and a chosen
+  strategy instance's **indicators** (by default the first running instance trading the
+  instrument): lines over the candles, or in a pane under them, with a legend;
 - **positions** with their marks and PnL, **open orders** with a cancel button each, the latest
   **fills**, and the account's **equity curve**;
 - the **strategy instances**, each with start / pause / stop and a parameter form generated from
@@ -45,11 +48,11 @@ from panel.io.state import set_curdoc
 
 from dashboards.live_client import ApiClient, ApiRefusal
 from dashboards.live_events import chart_symbol, snapshot_update, sort_events
+from dashboards.live_feed import FILLS_KEPT, ChartFeed
 from dashboards.live_layout import LiveLayout, LiveState
 from dashboards.live_panels import StrategyCard
 from dashboards.live_stream import LiveStream, Subscription
 from dashboards.live_views import OPEN_STATUSES, TickRate, feed_html, parse_metrics
-from framework.timeframes import TIMEFRAMES
 
 __all__ = ["LiveApp", "LiveState", "create_app", "serve_live"]
 
@@ -58,7 +61,6 @@ T = TypeVar("T")
 
 POLL_MS = 2000
 """How often account, positions, risk and feed health are re-read over REST (the stream covers the rest)."""
-FILLS_KEPT = 200
 CHANNELS = ("orders", "fills", "positions", "strategies", "risk", "equity")
 TABLES = ("positions", "open_orders", "fills")
 TABLES_EVERY_S = 0.5
@@ -68,8 +70,9 @@ TABLES_EVERY_S = 0.5
 class LiveApp:
     """The live page of one browser session; see the module docstring.
 
-    `ui` holds the widgets (`dashboards.live_layout.LiveLayout`); this class logs in, loads,
-    streams, polls, and turns clicks into API calls.
+    `ui` holds the widgets (`dashboards.live_layout.LiveLayout`), `chart` what the chart streams
+    (`dashboards.live_feed.ChartFeed`); this class logs in, loads, streams, polls, and turns
+    clicks into API calls.
     """
 
     def __init__(self, api_url: str, *, client: ApiClient | None = None) -> None:
@@ -87,9 +90,8 @@ class LiveApp:
         self._tables_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._poller: Any = None
-        self._bars: Subscription | None = None
         self._tick_rate = TickRate()
-        self.state.param.watch(self._chart_changed, ["symbol", "timeframe"])
+        self.chart = ChartFeed(self)
 
     def view(self) -> pn.template.BootstrapTemplate:
         """Return the page."""
@@ -122,13 +124,13 @@ class LiveApp:
 
     async def _start(self) -> None:
         self.stream = self._new_stream()
-        self._bars = None
+        self.chart.restart()
         await self._load()
-        self._spawn(self.stream.run())
-        self._spawn(self._keep_fresh())
+        self.spawn(self.stream.run())
+        self.spawn(self._keep_fresh())
         for channel in CHANNELS:
             await self.stream.subscribe(Subscription(channel))
-        await self._switch_chart()
+        await self.chart.switch()
         await self.poll()
         self._poller = pn.state.add_periodic_callback(self.poll, period=POLL_MS)  # type: ignore[arg-type]
 
@@ -148,6 +150,7 @@ class LiveApp:
             self._poller.stop()
             self._poller = None
         self.stream.stop()
+        self.chart.stop()
         for task in list(self._tasks):
             task.cancel()
 
@@ -155,9 +158,10 @@ class LiveApp:
         """Stop everything when the browser session ends."""
         self._stop()
         with contextlib.suppress(RuntimeError):
-            self._spawn(self.client.close())
+            self.spawn(self.client.close())
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run `coro` as a task of this session (cancelled when the session stops)."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -182,7 +186,7 @@ class LiveApp:
         self.state.param.update(error=f"the session ended ({why}); log in again", stream="closed")
         self.ui.show_dashboard(False)
 
-    async def _call(self, what: str, call: Awaitable[T]) -> T | None:
+    async def call(self, what: str, call: Awaitable[T]) -> T | None:
         """Await an API call; on refusal show `what: reason` at the top and return None."""
         try:
             result = await call
@@ -227,7 +231,7 @@ class LiveApp:
         if self.state.symbol not in tradable:
             update["symbol"] = chart_symbol(instances or [], tradable)
         self.state.param.update(**update)
-        with self._changing():
+        with self.changing():
             self.ui.equity.reset((equity or {}).get("items", []))
 
     def _show_instances(self, instances: list[dict[str, Any]]) -> None:
@@ -236,49 +240,12 @@ class LiveApp:
             i["id"]: StrategyCard(i, self.classes.get(i["strategy"], []), self.instance_action, self.apply_params)
             for i in instances
         }
-        shown: list[Any] = [c.card for c in self.cards.values()]
-        self.ui.strategies_box.objects = shown or [pn.pane.Markdown("No strategy instances on this runner.")]
-
-    # ---- the chart ----------------------------------------------------------------------------
-
-    def _chart_changed(self, *_: Any) -> None:
-        if self._bars is not None:  # streaming already (the first chart starts with the session)
-            self._spawn(self._switch_chart())
-
-    async def _switch_chart(self) -> None:
-        """Stream the chosen instrument and timeframe: subscribe, then put the stored bars before the live ones."""
-        symbol, timeframe = self.state.symbol, self.state.timeframe
-        if not symbol:
-            return
-        chart = self.ui.chart
-        step_ns = TIMEFRAMES[timeframe]
-        wanted = Subscription("bars", symbol, timeframe)
-        if self._bars is not None and self._bars != wanted:
-            await self.stream.unsubscribe(self._bars)
-        self._bars = wanted
-        with self._changing():
-            chart.reset(symbol, timeframe, step_ns / 1e6, [])
-            self.ui.show_chart_info()
-        await self.stream.subscribe(wanted)
-        start = datetime.now(UTC) - timedelta(microseconds=step_ns / 1000 * (chart.keep + 2))
-        history = self.client.get(
-            "/bars", symbol=symbol, timeframe=timeframe, start=start.isoformat(), limit=chart.keep
-        )
-        page = await self._call("chart history", history)
-        fills = await self._call("fills", self.client.get("/fills", symbol=symbol, limit=FILLS_KEPT))
-        if (symbol, timeframe) != (self.state.symbol, self.state.timeframe):
-            return  # switched again meanwhile
-        with self._changing():
-            if page is not None:
-                chart.refill(page["items"])
-            if fills is not None:
-                chart.add_fills(reversed(fills["items"]))
-            self.ui.show_chart_info()
+        self.ui.show_cards([c.card for c in self.cards.values()])
 
     # ---- the stream ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _changing(self) -> Iterator[None]:
+    def changing(self) -> Iterator[None]:
         """Change Bokeh models from any coroutine of the session: the changes go out at once.
 
         Panel's widgets and panes schedule their own updates, but raw Bokeh models (the charts' data
@@ -297,7 +264,7 @@ class LiveApp:
 
         def run() -> None:
             try:
-                with self._changing():
+                with self.changing():
                     callback()
             except Exception:  # a page update failed: keep the session alive, log it
                 log.exception("live dashboard update failed")
@@ -321,20 +288,8 @@ class LiveApp:
     def _stream_status(self, status: str, *, refetch: bool) -> None:
         self.state.stream = status
         if refetch and self.state.username:  # reconnected: fetch what the stream missed
-            self._spawn(self._refill_chart())
-            self._spawn(self.poll())
-
-    async def _refill_chart(self) -> None:
-        """Add the stored bars of the last minute to the chart (those a reconnecting stream missed)."""
-        chart, wanted = self.ui.chart, self._bars
-        if wanted is None:
-            return
-        start = datetime.now(UTC) - timedelta(microseconds=max(60e6, TIMEFRAMES[chart.timeframe] / 1000 * 3))
-        history = self.client.get("/bars", symbol=chart.symbol, timeframe=chart.timeframe, start=start.isoformat())
-        page = await self._call("chart history", history)
-        if page is not None and self._bars == wanted:
-            with self._changing():
-                chart.refill(page["items"])
+            self.spawn(self.chart.refill())
+            self.spawn(self.poll())
 
     def _table(self, name: str) -> Any:
         """Return the newest value of a table's state: the one waiting to be shown, else the shown one."""
@@ -351,17 +306,15 @@ class LiveApp:
             open_orders=self._table("open_orders"),
             instances=s.instances,
         )
-        chart = self.ui.chart
-        if batch.bars:
-            chart.add_bars(batch.bars)
+        self.chart.apply(batch)
         if batch.fills:
-            chart.add_fills(batch.fills)
             batch.update["fills"] = (list(reversed(batch.fills)) + self._table("fills"))[:FILLS_KEPT]
         if batch.equity:
             self.ui.equity.add(batch.equity)
         for instance_id, instance in batch.update.get("instances", {}).items():
             card = self.cards.get(instance_id)
             if card is not None and instance != card.instance:
+                self.chart.instance_changed(instance_id, card.instance, instance)
                 card.update(instance)
         for name in TABLES:
             if name in batch.update:
@@ -421,7 +374,7 @@ class LiveApp:
             return
         out = None
         try:
-            out = await self._call(f"{action} {instance_id}", self.client.post(f"/instances/{instance_id}/{action}"))
+            out = await self.call(f"{action} {instance_id}", self.client.post(f"/instances/{instance_id}/{action}"))
         finally:
             card.done(out)
         if out is not None:
@@ -434,23 +387,26 @@ class LiveApp:
         card = self.cards[instance_id]
         empty = [name for name, value in values.items() if value is None]
         if empty:
+            card.settle("apply")
             self.state.error = f"parameters of {instance_id}: enter a value for {', '.join(empty)}"
             return
         changed = {k: v for k, v in values.items() if card.instance["params"].get(k) != v}
         if not changed:
+            card.settle("apply")
             self.state.notice = f"{instance_id}: no parameter changed"
             return
         if not card.pending("apply"):
             return
-        out = None
+        out, before = None, card.instance
         try:
             call = self.client.patch(f"/instances/{instance_id}/params", {"params": changed})
-            out = await self._call(f"parameters of {instance_id}", call)
+            out = await self.call(f"parameters of {instance_id}", call)
         finally:
             card.done(out)
         if out is not None:
             notice = f"{instance_id}: " + ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
             self.state.param.update(instances={**self.state.instances, instance_id: out}, notice=notice)
+            self.chart.instance_changed(instance_id, before, out)
 
     async def kill(self, reason: str) -> None:
         """Press the kill switch: halt the account and cancel every open order."""
@@ -462,7 +418,7 @@ class LiveApp:
             return
         out = None
         try:
-            out = await self._call(what, self.client.post(path, {"reason": reason}))
+            out = await self.call(what, self.client.post(path, {"reason": reason}))
         finally:
             s = self.state
             state, why = (out["state"], out["reason"]) if out is not None else (s.trading_state, s.trading_reason)
@@ -476,7 +432,7 @@ class LiveApp:
 
     async def cancel_order(self, client_id: str) -> None:
         """Cancel one open order."""
-        out = await self._call(f"cancel {client_id}", self.client.post(f"/orders/{client_id}/cancel"))
+        out = await self.call(f"cancel {client_id}", self.client.post(f"/orders/{client_id}/cancel"))
         if out is not None:
             orders = dict(self._table("open_orders"))
             if out["status"] in OPEN_STATUSES:

@@ -8,6 +8,11 @@ tests read what the browser holds (`Bokeh.documents[0].get_model_by_name`):
 - `rata-live-candles`: `time` (the bar's mid-point, ms since the epoch, which centres the candle on
   its period), `open`, `high`, `low`, `close`, `volume`, `color`, and `open_time` (ms);
 - `rata-live-fills`: `time` (ms), `price`, `quantity`, `side`, `strategy`, `color`, `marker`;
+- `rata-live-forming`: the candles still forming, built from the trades streamed since their period
+  began (the `ticks` channel): the candle columns plus `trades` (how many trades it folds) and
+  `trade_id` (the newest one's); drawn lighter, and the `rata-live-last-price` line (a `Span`)
+  follows the newest trade. A closed bar replaces its forming candle. The first forming candle
+  after subscribing starts at the first trade seen, not at its period's true open;
 - `rata-live-equity` (see `EquityChart`): `time` (ms), `equity`.
 
 Times are UTC; the axes show them as such.
@@ -15,25 +20,30 @@ Times are UTC; the axes show them as such.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 import panel as pn
 from bokeh.models import ColumnDataSource, DataRange1d, DatetimeTickFormatter, HoverTool, NumeralTickFormatter
-from bokeh.models.annotations import Title
+from bokeh.models.annotations import Span, Title
 from bokeh.plotting import figure
 
-__all__ = ["CandleChart", "EquityChart", "epoch_ms"]
+__all__ = ["CandleChart", "EquityChart", "epoch_ms", "time_axis"]
 
 UP, DOWN = "#26a69a", "#ef5350"
 BUY, SELL = "#1565c0", "#ff6f00"
 _TOOLS = "xpan,xwheel_zoom,box_zoom,reset,save"
 _CANDLE_COLUMNS = ("time", "open_time", "open", "high", "low", "close", "volume", "color")
 _FILL_COLUMNS = ("time", "price", "quantity", "side", "strategy", "color", "marker")
+_FORMING_COLUMNS = (*_CANDLE_COLUMNS, "trades", "trade_id")
+FORMING_ALPHA = 0.45
+MIN_BORDER_LEFT = 80
+"""Room left of every figure of the chart (axis and its label), so that their time axes line up."""
 
 
-def _time_axis() -> DatetimeTickFormatter:
+def time_axis() -> DatetimeTickFormatter:
     """Return a tick formatter showing wall-clock times (one per figure: a model belongs to one document)."""
     return DatetimeTickFormatter(
         seconds="%H:%M:%S",
@@ -70,6 +80,17 @@ class CandleChart:
         self.timeframe = "1s"
         self.candles = ColumnDataSource(_empty(_CANDLE_COLUMNS), name="rata-live-candles")
         self.fills = ColumnDataSource(_empty(_FILL_COLUMNS), name="rata-live-fills")
+        self.forming = ColumnDataSource(_empty(_FORMING_COLUMNS), name="rata-live-forming")
+        self._forming: dict[float, dict[str, Any]] = {}
+        self.last_price = Span(
+            location=None,
+            dimension="width",
+            line_color="#455a64",
+            line_dash="dashed",
+            line_width=1,
+            visible=False,
+            name="rata-live-last-price",
+        )
         self.last_open_ms = -1.0
         self.title = Title(text="")
         self.x_range = DataRange1d(range_padding=0.01)
@@ -93,11 +114,27 @@ class CandleChart:
             active_scroll="xwheel_zoom",
             title=self.title,
             toolbar_location="right",
+            min_border_left=MIN_BORDER_LEFT,
         )
         fig.segment("time", "high", "time", "low", source=self.candles, color="color", line_width=1)
         self._bodies = fig.vbar(
             "time", self.step_ms * 0.7, "open", "close", source=self.candles, fill_color="color", line_color="color"
         )
+        fig.segment(
+            "time", "high", "time", "low", source=self.forming, color="color", line_width=1, alpha=FORMING_ALPHA
+        )
+        self._forming_bodies = fig.vbar(
+            "time",
+            self.step_ms * 0.7,
+            "open",
+            "close",
+            source=self.forming,
+            fill_color="color",
+            line_color="color",
+            alpha=FORMING_ALPHA,
+        )
+        fig.add_layout(self.last_price)
+        self.x_range.renderers = [self._bodies, self._forming_bodies]  # the view follows the candles only
         buys = fig.scatter(
             "time", "price", source=self.fills, marker="marker", size=11, color="color", line_color="#222222"
         )
@@ -117,7 +154,7 @@ class CandleChart:
                 formatters={"@time": "datetime"},
             ),
         )
-        fig.xaxis.formatter = _time_axis()
+        fig.xaxis.formatter = time_axis()
         fig.yaxis.axis_label = "price"
         return fig
 
@@ -129,6 +166,7 @@ class CandleChart:
             sizing_mode="stretch_width",
             tools=_TOOLS,
             toolbar_location=None,
+            min_border_left=MIN_BORDER_LEFT,
         )
         self._volume_bars = fig.vbar(
             "time",
@@ -140,7 +178,17 @@ class CandleChart:
             line_color="color",
             alpha=0.6,
         )
-        fig.xaxis.formatter = _time_axis()
+        self._forming_volume = fig.vbar(
+            "time",
+            self.step_ms * 0.7,
+            0,
+            "volume",
+            source=self.forming,
+            fill_color="color",
+            line_color="color",
+            alpha=FORMING_ALPHA * 0.6,
+        )
+        fig.xaxis.formatter = time_axis()
         fig.yaxis.axis_label = "volume"
         fig.yaxis.formatter = NumeralTickFormatter(format="0.[0]a")
         return fig
@@ -155,12 +203,15 @@ class CandleChart:
     def reset(self, symbol: str, timeframe: str, step_ms: float, bars: Iterable[Mapping[str, Any]]) -> None:
         """Show `symbol`'s `timeframe` candles from `bars` (API `BarOut` dicts, oldest first); no fills yet."""
         self.symbol, self.timeframe, self.step_ms = symbol, timeframe, step_ms
-        self._bodies.glyph.width = step_ms * 0.7
-        self._volume_bars.glyph.width = step_ms * 0.7
+        for renderer in (self._bodies, self._volume_bars, self._forming_bodies, self._forming_volume):
+            renderer.glyph.width = step_ms * 0.7
         rows = self._rows(bars, after=-1.0)
         self.last_open_ms = rows["open_time"][-1] if rows["open_time"] else -1.0
         self.candles.data = rows
         self.fills.data = _empty(_FILL_COLUMNS)
+        self._forming = {}
+        self.forming.data = _empty(_FORMING_COLUMNS)
+        self.last_price.visible = False
         self.title.text = f"{symbol} {timeframe}"
 
     def refill(self, bars: Iterable[Mapping[str, Any]]) -> None:
@@ -179,6 +230,7 @@ class CandleChart:
         merged: dict[str, Any] = {k: [row[i] for row in rows] for i, k in enumerate(_CANDLE_COLUMNS)}
         self.last_open_ms = merged["open_time"][-1] if rows else -1.0
         self.candles.data = merged
+        self._drop_formed()
 
     def add_bars(self, bars: Iterable[Mapping[str, Any]]) -> int:
         """Stream closed bars newer than the last candle; return how many were added."""
@@ -187,7 +239,64 @@ class CandleChart:
         if added:
             self.last_open_ms = rows["open_time"][-1]
             self.candles.stream(rows, rollover=self.keep)
+            self._drop_formed()
         return added
+
+    def add_ticks(self, ticks: Iterable[Mapping[str, Any]]) -> int:
+        """Fold trades of the charted instrument (API `TickOut` dicts) into the forming candles; return how many.
+
+        A trade whose period has its closed candle on the chart already is left out (the bar has it).
+        """
+        taken = 0
+        step = self.step_ms
+        newest: dict[str, Any] | None = None
+        for tick in ticks:
+            if tick.get("symbol") != self.symbol:
+                continue
+            opened = math.floor(epoch_ms(tick["time"]) / step) * step
+            if opened <= self.last_open_ms:
+                continue
+            price, size = float(tick["price"]), float(tick["size"])
+            row = self._forming.get(opened)
+            if row is None:
+                row = self._forming[opened] = {"open": price, "high": price, "low": price, "volume": 0.0, "trades": 0}
+                row["open_time"] = opened
+            row["high"], row["low"] = max(row["high"], price), min(row["low"], price)
+            row["close"] = price
+            row["volume"] += size
+            row["trades"] += 1
+            row["trade_id"] = str(tick.get("trade_id", ""))
+            taken += 1
+            if newest is None or opened >= newest["open_time"]:
+                newest = row
+        if taken:
+            self._draw_forming()
+            if newest is not None:
+                self.last_price.location = newest["close"]
+                self.last_price.visible = True
+        return taken
+
+    def _drop_formed(self) -> None:
+        """Forget the forming candles whose closed bar is on the chart."""
+        formed = [t for t in self._forming if t <= self.last_open_ms]
+        for opened in formed:
+            del self._forming[opened]
+        if formed:
+            self._draw_forming()
+
+    def _draw_forming(self) -> None:
+        rows = [self._forming[t] for t in sorted(self._forming)][-3:]
+        self._forming = {row["open_time"]: row for row in rows}
+        data: dict[str, Any] = _empty(_FORMING_COLUMNS)
+        for row in rows:
+            for name in _FORMING_COLUMNS:
+                if name == "time":
+                    data["time"].append(row["open_time"] + self.step_ms / 2)
+                elif name == "color":
+                    data["color"].append(UP if row["close"] >= row["open"] else DOWN)
+                else:
+                    data[name].append(row[name])
+        self.forming.data = data
 
     def add_fills(self, fills: Iterable[Mapping[str, Any]]) -> int:
         """Mark fills of the charted symbol (API `FillOut` dicts) on the chart; return how many."""
@@ -250,7 +359,7 @@ class EquityChart:
                 mode="vline",
             )
         )
-        fig.xaxis.formatter = _time_axis()
+        fig.xaxis.formatter = time_axis()
         fig.yaxis.formatter = NumeralTickFormatter(format="0,0")
         self.figure = fig
         self.pane = pn.pane.Bokeh(fig, sizing_mode="stretch_width", css_classes=["rata-equity-chart"])

@@ -2,7 +2,7 @@
 
 Pure: `snapshot_update` turns the REST answers read at login into values of the session's
 `LiveState`; `sort_events` takes the events queued since the last flush and the state they apply
-to, and returns the bars, fills and equity points to stream into the charts and the new values of
+to, and returns the bars, trades, fills and equity points to stream into the charts and the new values of
 the state's parameters (one update per parameter, however many events touched it).
 """
 
@@ -24,6 +24,7 @@ class EventBatch:
     """What a batch of events changes."""
 
     bars: list[dict[str, Any]] = field(default_factory=list)
+    ticks: list[dict[str, Any]] = field(default_factory=list)
     fills: list[dict[str, Any]] = field(default_factory=list)
     equity: list[dict[str, Any]] = field(default_factory=list)
     update: dict[str, Any] = field(default_factory=dict)
@@ -44,6 +45,8 @@ def sort_events(
     for channel, data in events:
         if channel.startswith("bars:"):
             out.bars.append(data)
+        elif channel.startswith("ticks:"):
+            out.ticks.append(data)
         elif channel == "fills":
             out.fills.append(data)
         elif channel == "equity":

@@ -4,8 +4,9 @@
 orders, fills, account, trading state, user or stream status re-renders its pane. Clicks go to
 the `LiveActions` the session gives it (`dashboards.live.LiveApp`), which call the API and change
 the state. CSS classes are the browser tests' hooks: `rata-login-*`, `rata-error`, `rata-notice`,
-`rata-user`, `rata-stream` (`data-status`), `rata-symbol`, `rata-timeframe`, `rata-chart-info`
-(`data-symbol`, `data-timeframe`), `rata-positions`, `rata-orders` (a `cancel` cell per row), `rata-fills`,
+`rata-user`, `rata-stream` (`data-status`), `rata-symbol`, `rata-timeframe`, `rata-indicators` (the
+instance whose indicators are drawn), `rata-chart-info` (`data-symbol`, `data-timeframe`),
+`rata-positions`, `rata-orders` (a `cancel` cell per row), `rata-fills`,
 `rata-account`, `rata-feed`, `rata-strategies`, and those of `dashboards.live_panels`.
 """
 
@@ -19,6 +20,7 @@ import param
 from bokeh.models.widgets.tables import NumberFormatter
 
 from dashboards.live_chart import CandleChart, EquityChart
+from dashboards.live_indicators import IndicatorLayers
 from dashboards.live_panels import RiskPanel
 from dashboards.live_views import account_html, fills_frame, orders_frame, positions_frame
 from framework.timeframes import TIMEFRAMES
@@ -62,6 +64,15 @@ def _formats(**columns: str) -> dict[str, NumberFormatter]:
 
 _PRICE, _QTY, _MONEY = "0,0.[000000]", "0,0.[0000]", "0,0.00"
 
+CANCEL_BUTTON = (
+    '<span class="rata-cancel" style="color:#c62828;font-weight:600" onclick="'
+    "const c = this.closest('.tabulator-row')?.querySelector('.tabulator-cell[tabulator-field=status]');"
+    "if (c) c.textContent = 'cancelling...';"
+    '">cancel</span>'
+)
+"""The cancel cell of an open order. Its click marks the row "cancelling..." in the browser at once (no
+round trip to the server); the server then says the same, and the API's answer removes the row."""
+
 
 class LiveLayout:
     """Every widget of the live page, rendering a `LiveState`; see the module docstring."""
@@ -71,6 +82,8 @@ class LiveLayout:
         self.state = state
         self.actions = actions
         self.chart = CandleChart()
+        self.indicators = IndicatorLayers(self.chart.price, self.chart.x_range, keep=self.chart.keep)
+        self.chart.pane.append(self.indicators.pane)
         self.equity = EquityChart()
         self.risk = RiskPanel(actions.kill, actions.release)
         self._login_form()
@@ -129,7 +142,7 @@ class LiveLayout:
         )
         self.orders_table = pn.widgets.Tabulator(
             orders_frame([]),
-            buttons={"cancel": '<span class="rata-cancel" style="color:#c62828;font-weight:600">cancel</span>'},
+            buttons={"cancel": CANCEL_BUTTON},
             css_classes=["rata-orders"],
             **common,
         )
@@ -149,12 +162,16 @@ class LiveLayout:
         self.timeframe_select = pn.widgets.Select.from_param(
             s.param.timeframe, name="timeframe", css_classes=["rata-timeframe"], width=100
         )
+        self.indicator_select = pn.widgets.Select(
+            name="indicators of", options={"none": ""}, value="", css_classes=["rata-indicators"], width=260
+        )
         self.chart_info = pn.pane.HTML("", margin=(25, 10), width=300, height=30)
         self.account_pane = pn.pane.HTML(account_html({}), sizing_mode="stretch_width", margin=(0, 5))
         self.feed_pane = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 5))
-        # A Panel layout, not a FlexBox: the cards' browser-side callbacks (see `acknowledge`) are set
-        # up only for children of Panel's own layouts when they are added after the page loaded.
-        self.strategies_box = pn.GridBox(ncols=2, css_classes=["rata-strategies"], margin=0)
+        # A Column of Rows (see `show_cards`), not a GridBox or a FlexBox: Panel sets up the browser-side
+        # click callbacks (`dashboards.live_panels.acknowledge`) of children added after the page loaded
+        # only in the layouts of `panel.layout.base` (Panel 1.9's GridBox and FlexBox skip them).
+        self.strategies_box = pn.Column(css_classes=["rata-strategies"], margin=0, sizing_mode="stretch_width")
         self.tabs = pn.Tabs(
             ("Positions", self.positions_table),
             ("Open orders", self.orders_table),
@@ -168,7 +185,7 @@ class LiveLayout:
         # makes the browser lay out that part again, not the whole page with its charts.
         self.parts: list[pn.viewable.Viewable] = [
             pn.Column(
-                pn.Row(self.symbol_select, self.timeframe_select, self.chart_info, margin=0),
+                pn.Row(self.symbol_select, self.timeframe_select, self.indicator_select, self.chart_info, margin=0),
                 self.chart.pane,
                 sizing_mode="stretch_width",
             ),
@@ -257,6 +274,11 @@ class LiveLayout:
     def show_account(self, *_: Any) -> None:
         """Show the account summary."""
         self.account_pane.object = account_html(self.state.account)
+
+    def show_cards(self, cards: list[Any]) -> None:
+        """Show the strategy instances' cards, two a row (a line saying there is none when there is none)."""
+        rows: list[Any] = [pn.Row(*cards[i : i + 2], margin=0) for i in range(0, len(cards), 2)]
+        self.strategies_box.objects = rows or [pn.pane.Markdown("No strategy instances on this runner.")]
 
     def show_chart_info(self) -> None:
         """Show which instrument and timeframe the chart streams (data-symbol, data-timeframe for tests).

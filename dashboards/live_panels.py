@@ -149,6 +149,17 @@ class StrategyCard:
         self.state_pane.object = _state_html(self.instance, pending=_PENDING.get(action, "..."))
         return True
 
+    def settle(self, action: str) -> None:
+        """Show the instance's state again after a click on `action` that sent nothing.
+
+        The browser shows "...ing" by itself (see `acknowledge`), a change the server does not
+        hear of: the pane goes through that text on the server too, so that the browser gets the
+        state back.
+        """
+        if not self.busy:
+            self.state_pane.object = _state_html(self.instance, pending=_PENDING.get(action, "..."))
+            self.state_pane.object = _state_html(self.instance)
+
     def done(self, instance: Mapping[str, Any] | None = None) -> None:
         """Show the instance as the API returned it (or as it was) and take clicks again."""
         self.busy = False

@@ -4,8 +4,11 @@ Why not `framework.plots` here: giving a Panel pane a new HoloViews object rebui
 model of the figure in the server and the browser, and even a HoloViews `DynamicMap` update costs
 hundreds of milliseconds per run on a small machine. These figures draw the same things
 (`framework.plots` stays the look of notebooks and reports): the close with long-entry, short-entry
-and exit markers, and the equity curve above its drawdown, all on one linked time axis. A new run
-only replaces the columns of four data sources, which the browser redraws in a frame or two.
+and exit markers, the strategy's indicators (`Strategy.indicators`: over the price, or in a pane
+under it), and the equity curve above its drawdown, all on one linked time axis. A new run only
+replaces the columns of a few data sources, which the browser redraws in a frame or two. The
+indicator sources are `rata-indicators` and `rata-oscillators` (columns `time`, `y0`... and the
+names in their `tags`, as `dashboards.live_indicators` draws them).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from bokeh.models import ColumnDataSource, DataRange1d, HoverTool, NumeralTickFo
 from bokeh.models.annotations import Title
 from bokeh.plotting import figure
 
-from framework import BacktestResult
+from dashboards.live_indicators import SLOTS, IndicatorLines
+from framework import BacktestResult, StrategyError
 
 __all__ = ["BacktestCharts"]
 
@@ -57,6 +61,18 @@ class BacktestCharts:
         x_range = DataRange1d()
         self.price_title, self.equity_title = Title(text=""), Title(text="")
         self.price_figure = self._price_figure(x_range)
+        self.overlays = IndicatorLines(self.price_figure, "rata-indicators", location="bottom_left")
+        self.oscillator_figure = figure(
+            x_axis_type="datetime", x_range=x_range, height=150, sizing_mode="stretch_width", tools=_TOOLS
+        )
+        self.oscillators = IndicatorLines(self.oscillator_figure, "rata-oscillators")
+        self.oscillator_pane = pn.Column(
+            pn.pane.Bokeh(self.oscillator_figure, sizing_mode="stretch_width"),
+            visible=False,
+            css_classes=["rata-oscillators-pane"],
+            sizing_mode="stretch_width",
+            margin=0,
+        )
         self.equity_figure = figure(
             x_axis_type="datetime",
             x_range=x_range,
@@ -83,6 +99,7 @@ class BacktestCharts:
         self.drawdown_figure.yaxis.formatter = NumeralTickFormatter(format="0%")
         self.price = pn.Column(
             pn.pane.Bokeh(self.price_figure, sizing_mode="stretch_width"),
+            self.oscillator_pane,
             css_classes=["rata-price"],
             sizing_mode="stretch_width",
         )
@@ -137,5 +154,24 @@ class BacktestCharts:
             "equity": result.equity.to_numpy(dtype=float),
             "drawdown": result.drawdown.to_numpy(dtype=float),
         }
+        self._show_indicators(result, symbol)
         self.price_title.text = f"{symbol}: {result.strategy!r} trades"
         self.equity_title.text = f"{result.strategy!r} equity"
+
+    def _show_indicators(self, result: BacktestResult, symbol: str) -> None:
+        """Draw the strategy's indicators of `symbol` (nothing when it draws none or fails to)."""
+        try:
+            drawn = result.strategy.checked_indicators(result.data)
+        except StrategyError:
+            drawn = {}
+        times = _times(result.data.index)
+        over = [(n, i.frame[symbol]) for n, i in drawn.items() if i.overlay][:SLOTS]
+        under = [(n, i.frame[symbol]) for n, i in drawn.items() if not i.overlay][:SLOTS]
+        for lines, chosen in ((self.overlays, over), (self.oscillators, under)):
+            lines.show([name for name, _ in chosen])
+            data: dict[str, Any] = {"time": times, "open_time": times}
+            for k in range(SLOTS):
+                column = chosen[k][1].to_numpy(dtype=float) if k < len(chosen) else np.full(len(times), np.nan)
+                data[f"y{k}"] = column
+            lines.source.data = data
+        self.oscillator_pane.visible = bool(under)

@@ -20,7 +20,7 @@ from framework.instruments import Instrument
 from framework.lookahead import LookaheadReport, check_lookahead
 from framework.params import Param
 from framework.registry import get_strategy, strategy_classes
-from framework.strategy import Signals, Strategy, TargetWeights
+from framework.strategy import Indicator, Signals, Strategy, TargetWeights
 from framework.sweep import SweepResult, sweep
 from framework.walkforward import WalkForwardResult, walk_forward
 
@@ -30,6 +30,7 @@ __all__ = [
     "DataError",
     "ExecutionModel",
     "FatalError",
+    "Indicator",
     "Instrument",
     "IntegrityError",
     "LookaheadError",

@@ -3,7 +3,8 @@
 A strategy declares its parameters with `Param`, its warm-up, and one pure, causal, vectorised
 method, `signals(data)`, computed over a whole `Bars` panel at once. The backtest calls it once
 over the whole history; the live engine calls it at each bar close over a rolling window and acts
-on the last row. Same function, two callers.
+on the last row. Same function, two callers. Optionally, `indicators(data)` names the series
+`signals()` decides on (`Indicator`s: over the price or in a pane of their own) for the charts.
 
 >>> from framework import Bars, Param, Signals, Strategy
 >>> class SmaCross(Strategy):
@@ -33,7 +34,7 @@ from framework.bars import Bars
 from framework.errors import StrategyError, UnknownNameError
 from framework.params import Param, ParamValue
 
-__all__ = ["Decision", "DecisionArrays", "Signals", "Strategy", "TargetWeights", "resolve_params"]
+__all__ = ["Decision", "DecisionArrays", "Indicator", "Signals", "Strategy", "TargetWeights", "resolve_params"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,6 +77,25 @@ class TargetWeights:
 
 
 Decision = Signals | TargetWeights
+
+
+@dataclass(frozen=True, eq=False)
+class Indicator:
+    """A series a strategy wants drawn with its bars: the frame, and whether it overlays the price.
+
+    `frame` has the bars' index and columns (a Series is accepted for a one-instrument panel).
+    `overlay=True` draws it on the price chart, on the price's scale (a moving average, a band);
+    `overlay=False` draws it in a pane of its own under the chart (an oscillator, a return, and the
+    levels it is compared with). Make a constant line, such as an RSI threshold, with `level`.
+    """
+
+    frame: pd.DataFrame
+    overlay: bool = True
+
+    @classmethod
+    def level(cls, data: Bars, value: float, *, overlay: bool = False) -> Indicator:
+        """Return a constant line at `value` over every bar and instrument of `data` (own pane by default)."""
+        return cls(pd.DataFrame(float(value), index=data.index, columns=data.close.columns), overlay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +202,51 @@ class Strategy:
     def signals(self, data: Bars) -> Decision:
         """Return the decisions for every bar of `data`, computed causally and vectorised."""
         raise NotImplementedError
+
+    def indicators(self, data: Bars) -> Mapping[str, Indicator]:
+        """Return what to draw with the bars: named indicators, in legend order (default: none).
+
+        Override it to show the series `signals()` decides on (moving averages, bands, oscillators
+        and their levels) on the research and live charts. Compute them with the same memoised
+        functions of `framework.indicators` that `signals()` calls, so that what is drawn is what
+        was decided on: same causality (the value at bar t uses bars up to t only), same alignment
+        with `data.close`. Names are the legend's labels and the API's keys.
+
+        >>> def indicators(self, data):                                  # doctest: +SKIP
+        ...     return {"fast_sma": Indicator(sma(data.close, self.fast)),
+        ...             "rsi": Indicator(rsi(data.close, 14), overlay=False)}
+        """
+        return {}
+
+    def checked_indicators(self, data: Bars) -> dict[str, Indicator]:
+        """Call `indicators` and return them checked: float64 frames aligned with the bars.
+
+        This is what the charts and the API call. Raises `StrategyError` when `indicators` raises
+        or returns something malformed (a name that is not a string, a value that is not an
+        `Indicator`, a frame with other rows or columns than the bars).
+        """
+        try:
+            raw = self.indicators(data)
+        except Exception as exc:
+            raise StrategyError(f"{self.name}.indicators() raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(raw, Mapping):
+            raise StrategyError(f"{self.name}.indicators() must return a mapping, got {type(raw).__name__}")
+        checked: dict[str, Indicator] = {}
+        for key, value in raw.items():
+            if not isinstance(key, str) or not key:
+                raise StrategyError(f"{self.name}: indicator names must be non-empty strings, got {key!r}")
+            if not isinstance(value, Indicator):
+                raise StrategyError(f"{self.name}: indicator {key!r} must be an Indicator, got {type(value).__name__}")
+            frame = _aligned(value.frame, data, f"indicator {key!r}", self.name)
+            if not all(dtype == np.float64 for dtype in frame.dtypes):
+                try:
+                    frame = frame.astype("float64")
+                except (TypeError, ValueError) as exc:
+                    raise StrategyError(f"{self.name}: indicator {key!r} is not numeric: {exc}") from exc
+            if frame is not value.frame:
+                value = Indicator(frame, bool(value.overlay))
+            checked[key] = value
+        return checked
 
     def decide(self, data: Bars) -> Decision:
         """Call `signals` and return its result checked, aligned and masked before warm-up.

@@ -21,8 +21,11 @@ bars: a break needs the band of the previous bar too.
 
 from __future__ import annotations
 
+import pandas as pd
+
 from framework import Bars, Param, Signals, Strategy
 from framework.indicators import crossed_above, crossed_below, rolling_std, sma
+from framework.strategy import Indicator
 
 
 class BollingerBreakout(Strategy):
@@ -34,10 +37,22 @@ class BollingerBreakout(Strategy):
     short = Param(False, doc="also go short on a break below the lower band")
     warmup = "window"
 
+    def middle_and_width(self, data: Bars) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Return the middle band and the bands' half-width (`signals` and the charts share them)."""
+        return sma(data.close, self.window), self.k * rolling_std(data.close, self.window)
+
+    def indicators(self, data: Bars) -> dict[str, Indicator]:
+        """Draw the three bands over the price."""
+        middle, width = self.middle_and_width(data)
+        return {
+            "middle_band": Indicator(middle),
+            "upper_band": Indicator(middle + width),
+            "lower_band": Indicator(middle - width),
+        }
+
     def signals(self, data: Bars) -> Signals:
         close = data.close
-        middle = sma(close, self.window)
-        width = self.k * rolling_std(close, self.window)
+        middle, width = self.middle_and_width(data)
         entries = crossed_above(close, middle + width)
         exits = close < middle
         if not self.short:

@@ -29,6 +29,7 @@ import pandas as pd
 
 from framework import Bars, Param, Strategy, TargetWeights
 from framework.indicators import pct_return
+from framework.strategy import Indicator
 
 _DAY = pd.Timedelta(days=1)
 _EPOCH_DAY = np.datetime64("1970-01-01", "D")
@@ -70,6 +71,10 @@ class MomentumRotation(Strategy):
     top = Param(2, bounds=(1, 20), doc="number of best-ranked instruments held, equally weighted")
     rebalance = Param(21, bounds=(1, 126), doc="bar slots between rebalances (weekdays for daily bars)")
     warmup = "lookback"
+
+    def indicators(self, data: Bars) -> dict[str, Indicator]:
+        """Draw the trailing return the instruments are ranked by, in a pane of its own."""
+        return {"momentum": Indicator(pct_return(data.close, self.lookback), overlay=False)}
 
     def signals(self, data: Bars) -> TargetWeights:
         momentum = pct_return(data.close, self.lookback)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from framework import Bars, Param, ParameterError, Signals, Strategy
 from framework.indicators import crossed_above, crossed_below, rsi
+from framework.strategy import Indicator
 
 WARMUP_WINDOWS = 10
 
@@ -50,6 +51,14 @@ class RsiReversion(Strategy):
     def validate(self) -> None:
         if self.lower >= self.upper:
             raise ParameterError(f"lower ({self.lower}) must be smaller than upper ({self.upper})")
+
+    def indicators(self, data: Bars) -> dict[str, Indicator]:
+        """Draw the RSI with its oversold and overbought levels in a pane of their own."""
+        return {
+            "rsi": Indicator(rsi(data.close, self.window), overlay=False),
+            "oversold": Indicator.level(data, self.lower),
+            "overbought": Indicator.level(data, self.upper),
+        }
 
     def signals(self, data: Bars) -> Signals:
         strength = rsi(data.close, self.window)

@@ -7,8 +7,11 @@ would allow, and two moving averages are the simplest causal filter that rides t
 
 from __future__ import annotations
 
+import pandas as pd
+
 from framework import Bars, Param, ParameterError, Signals, Strategy
 from framework.indicators import crossed_above, crossed_below, sma
+from framework.strategy import Indicator
 
 
 class SmaCross(Strategy):
@@ -24,9 +27,17 @@ class SmaCross(Strategy):
         if self.fast >= self.slow:
             raise ParameterError(f"fast ({self.fast}) must be smaller than slow ({self.slow})")
 
+    def averages(self, data: Bars) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Return the fast and the slow SMA of the close (memoised: `signals` and the charts share them)."""
+        return sma(data.close, self.fast), sma(data.close, self.slow)
+
+    def indicators(self, data: Bars) -> dict[str, Indicator]:
+        """Draw both averages over the price."""
+        fast, slow = self.averages(data)
+        return {"fast_sma": Indicator(fast), "slow_sma": Indicator(slow)}
+
     def signals(self, data: Bars) -> Signals:
-        fast = sma(data.close, self.fast)
-        slow = sma(data.close, self.slow)
+        fast, slow = self.averages(data)
         up = crossed_above(fast, slow)
         down = crossed_below(fast, slow)
         if self.short:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from bokeh.core.properties import value
 
 from dashboards.live_chart import CandleChart, EquityChart, epoch_ms
 from dashboards.live_client import Login
 from dashboards.live_events import chart_symbol, snapshot_update, sort_events
+from dashboards.live_indicators import SLOTS, IndicatorLayers, indicator_choices
 from dashboards.live_panels import as_declared, instance_class
 from dashboards.live_stream import Subscription
 from dashboards.live_views import feed_html, orders_frame, parse_metrics, positions_frame, state_html
@@ -110,6 +114,7 @@ def test_events_update_open_orders_positions_instances_and_the_account_state():
         ("equity", {"strategy": "s", "equity": "1"}),
         ("equity", {"strategy": "*", "equity": "2"}),
         ("bars:SYN000:1s", _bar(0)),
+        ("ticks:SYN000", _tick(0.5, 10.0)),
         ("fills", {"client_id": "b"}),
     ]
     batch = sort_events(events, positions={}, open_orders=orders, instances={"s": {"id": "s", "state": "stopped"}})
@@ -119,6 +124,7 @@ def test_events_update_open_orders_positions_instances_and_the_account_state():
     assert (batch.update["trading_state"], batch.update["trading_reason"]) == ("halted", "kill switch")
     assert [p["equity"] for p in batch.equity] == ["2"], "the chart shows the account's equity"
     assert len(batch.bars) == 1
+    assert len(batch.ticks) == 1
     assert len(batch.fills) == 1
     assert orders["a"]["status"] == "accepted", "the state given is not changed in place"
 
@@ -189,3 +195,127 @@ def test_the_first_snapshot_fills_the_state_and_the_chart_starts_on_a_running_st
     assert update["limits"] == {"max_open_orders": 5}
     assert set(update["open_orders"]) == {"a"}
     assert (update["trading_state"], update["trading_reason"]) == ("reducing", "daily loss")
+
+
+def _tick(second: float, price: float, symbol: str = "SYN000", trade_id: str = "t") -> dict[str, Any]:
+    when = T0 + timedelta(seconds=second)
+    return {
+        "venue": "SIM",
+        "symbol": symbol,
+        "time": when.isoformat(),
+        "trade_id": trade_id,
+        "price": price,
+        "size": 2.0,
+    }
+
+
+def test_trades_build_the_forming_candle_until_its_bar_closes():
+    chart = CandleChart()
+    chart.reset("SYN000", "1s", 1000.0, [_bar(0), _bar(1)])
+    taken = chart.add_ticks(
+        [
+            _tick(1.9, 8.0, trade_id="late"),  # its second has its bar already
+            _tick(2.1, 10.0, trade_id="a"),
+            _tick(2.4, 12.0, trade_id="b"),
+            _tick(2.5, 9.0, symbol="SYN001", trade_id="other"),
+            _tick(2.7, 11.0, trade_id="c"),
+        ]
+    )
+    assert taken == 3
+    forming = chart.forming.data
+    assert list(forming["open_time"]) == [epoch_ms(T0 + timedelta(seconds=2))]
+    row = {k: forming[k][0] for k in ("open", "high", "low", "close", "volume", "trades", "trade_id")}
+    assert row == {"open": 10.0, "high": 12.0, "low": 10.0, "close": 11.0, "volume": 6.0, "trades": 3, "trade_id": "c"}
+    assert (chart.last_price.location, chart.last_price.visible) == (11.0, True)
+    chart.add_ticks([_tick(3.2, 13.0, trade_id="d")])
+    assert len(chart.forming.data["open_time"]) == 2, "the next second starts before the bar closes"
+    chart.add_bars([_bar(2, 11.0)])
+    assert list(chart.forming.data["trade_id"]) == ["d"], "the closed bar replaces its forming candle"
+    chart.reset("SYN000", "1s", 1000.0, [])
+    assert list(chart.forming.data["open_time"]) == []
+    assert not chart.last_price.visible
+
+
+def _indicators(instance: str, seconds: range, timeframe: str = "1s") -> dict[str, Any]:
+    times = [(T0 + timedelta(seconds=s)).isoformat() for s in seconds]
+    return {
+        "instance": instance,
+        "strategy": "sma_cross",
+        "symbol": "SYN000",
+        "timeframe": timeframe,
+        "source": "engine",
+        "times": times,
+        "indicators": [
+            {"name": "fast_sma", "overlay": True, "values": [None, *(float(s) for s in seconds[1:])]},
+            {"name": "slow_sma", "overlay": True, "values": [float(s) + 0.5 for s in seconds]},
+            {"name": "rsi", "overlay": False, "values": [50.0 for _ in seconds]},
+        ],
+    }
+
+
+def test_indicators_are_drawn_over_the_price_or_in_their_pane_and_stream_with_new_bars():
+    chart = CandleChart(keep=5)
+    layers = IndicatorLayers(chart.price, chart.x_range, keep=5)
+    first = epoch_ms(T0 + timedelta(seconds=1))
+    layers.show(_indicators("sma", range(4)), after_ms=first - 1000.0)
+    over, under = layers.overlays.source, layers.oscillators.source
+    assert over.tags == ["fast_sma", "slow_sma"]
+    assert under.tags == ["rsi"]
+    assert list(over.data["open_time"]) == [epoch_ms(T0 + timedelta(seconds=s)) for s in (1, 2, 3)]
+    assert over.data["time"][0] == over.data["open_time"][0] + 500.0, "centred like the candles"
+    assert list(over.data["y1"]) == [1.5, 2.5, 3.5]
+    assert all(math.isnan(v) for v in over.data["y2"]), "an unused slot draws nothing"
+    assert [line.visible for line in layers.overlays.lines] == [True, True] + [False] * (SLOTS - 2)
+    assert layers.overlays.items[0].label == value("fast sma")
+    assert layers.pane.visible
+    assert layers.add(_indicators("sma", range(2, 7))) == 3, "only the newer rows"
+    assert list(over.data["y0"]) == [2.0, 3.0, 4.0, 5.0, 6.0], "rolled over to the newest `keep`"
+    assert len(under.data["y0"]) == 5
+    assert layers.add(_indicators("other", range(7, 9))) == 0, "an answer about another instance is dropped"
+    first_null = _indicators("sma", range(3))
+    layers.show(first_null)
+    assert math.isnan(over.data["y0"][0]), "null: not warmed up yet"
+    layers.clear()
+    assert over.tags == []
+    assert not layers.pane.visible
+    assert not any(line.visible for line in layers.overlays.lines)
+
+
+def test_the_indicators_shown_first_are_those_of_a_running_instance_on_the_chart_timeframe():
+    instances = [
+        {"id": "slow", "strategy": "bollinger_breakout", "timeframe": "1m", "state": "running", "symbols": ["A"]},
+        {"id": "off", "strategy": "rsi_reversion", "timeframe": "1s", "state": "stopped", "symbols": ["A"]},
+        {"id": "sma", "strategy": "sma_cross", "timeframe": "1s", "state": "running", "symbols": ["A", "B"]},
+        {"id": "else", "strategy": "sma_cross", "timeframe": "1s", "state": "running", "symbols": ["B"]},
+    ]
+    options, default = indicator_choices(instances, "A", "1s")
+    assert options == {
+        "none": "",
+        "off (rsi_reversion, 1s)": "off",
+        "slow (bollinger_breakout, 1m)": "slow",
+        "sma (sma_cross, 1s)": "sma",
+    }
+    assert default == "sma"
+    assert indicator_choices(instances, "A", "1m")[1] == "slow"
+    assert indicator_choices(instances[:2], "A", "1s")[1] == "slow", "else any running one"
+    assert indicator_choices(instances[1:2], "A", "1s")[1] == "", "none when none runs"
+
+
+def test_the_research_price_chart_draws_the_strategy_s_indicators_too():
+    from dashboards.research_charts import BacktestCharts
+    from framework import backtest, load_dataset
+    from framework.indicators import rsi, sma
+    from strategies.rsi_reversion import RsiReversion
+    from strategies.sma_cross import SmaCross
+
+    stocks = load_dataset("STOCKS")
+    charts = BacktestCharts()
+    charts.show(backtest(SmaCross(fast=5, slow=25), stocks), "IBM")
+    assert charts.overlays.source.tags == ["fast_sma", "slow_sma"]
+    assert list(charts.overlays.source.data["y1"][-3:]) == list(sma(stocks.close, 25)["IBM"].iloc[-3:])
+    assert not charts.oscillator_pane.visible
+    charts.show(backtest(RsiReversion(window=14), stocks), "IBM")
+    assert charts.overlays.source.tags == []
+    assert charts.oscillators.source.tags == ["rsi", "oversold", "overbought"]
+    assert list(charts.oscillators.source.data["y0"][-3:]) == list(rsi(stocks.close, 14)["IBM"].iloc[-3:])
+    assert charts.oscillator_pane.visible

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from framework.engine.instances import InstanceState
 from runner.api import instances as service
 from runner.api.auth import Trader, Viewer, audited
 from runner.api.context import Ctx, LiveRunner, RunnerDep
 from runner.api.errors import ERROR_RESPONSES
+from runner.api.indicators import instance_indicators
 from runner.api.schemas import InstanceCreate, InstanceOut, ParamsUpdate, StrategyClassOut
+from runner.api.schemas.strategies import IndicatorsOut
 
 __all__ = ["router"]
 
@@ -33,6 +35,27 @@ async def list_instances(who: Viewer, runner: RunnerDep) -> list[InstanceOut]:
 @router.get("/instances/{instance_id}", summary="One strategy instance")
 async def get_instance(instance_id: InstanceId, who: Viewer, runner: RunnerDep) -> InstanceOut:
     return service.instance(runner, instance_id)
+
+
+@router.get(
+    "/instances/{instance_id}/indicators",
+    summary="What an instance draws on one instrument: its strategy's indicators over the newest bars",
+)
+async def get_indicators(
+    instance_id: InstanceId,
+    who: Viewer,
+    runner: RunnerDep,
+    symbol: Annotated[str, Query(min_length=1, max_length=64, description="an instrument of the instance's universe")],
+    limit: Annotated[int, Query(ge=1, le=5000, description="how many of the newest bars")] = 300,
+) -> IndicatorsOut:
+    """Return the indicators (`Strategy.indicators`) of the instance on `symbol`, for its timeframe.
+
+    Computed with the instance's current parameters on the live engine's rolling panel, with stored
+    bars before its rows when it holds fewer than `limit` (see `runner.api.indicators`); NaN (not
+    warmed up yet) is null. Refused with 422 `symbol_not_in_universe` for a symbol the instance
+    does not trade.
+    """
+    return await instance_indicators(runner, instance_id, symbol, limit)
 
 
 @router.post(

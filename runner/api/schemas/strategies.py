@@ -10,7 +10,15 @@ from pydantic import Field
 
 from runner.api.schemas.common import DecimalIn, Money, Schema
 
-__all__ = ["InstanceCreate", "InstanceOut", "ParamDecl", "ParamsUpdate", "StrategyClassOut"]
+__all__ = [
+    "IndicatorSeries",
+    "IndicatorsOut",
+    "InstanceCreate",
+    "InstanceOut",
+    "ParamDecl",
+    "ParamsUpdate",
+    "StrategyClassOut",
+]
 
 ParamScalar = bool | int | float | str
 
@@ -68,3 +76,28 @@ class ParamsUpdate(Schema):
     """Parameters to change (the others keep their values), validated by the class's declarations."""
 
     params: dict[str, ParamScalar] = Field(min_length=1)
+
+
+class IndicatorSeries(Schema):
+    """One indicator a strategy draws, bar by bar (null where it has no value yet)."""
+
+    name: str = Field(description="the strategy's name for it, e.g. fast_sma, upper_band, rsi, oversold")
+    overlay: bool = Field(description="drawn over the price (true) or in a pane of its own under it (false)")
+    values: list[float | None] = Field(description="one value per entry of `times`")
+
+
+class IndicatorsOut(Schema):
+    """A strategy instance's indicators on one instrument over its newest bars: the series `signals()` uses."""
+
+    instance: str
+    strategy: str
+    symbol: str
+    timeframe: str = Field(description="the instance's timeframe: one value per bar of it")
+    source: Literal["engine", "stored", "stored+engine"] = Field(
+        description=(
+            "engine: the live engine's rolling panel (what its decisions saw); stored: stored bars; "
+            "stored+engine: stored bars before the engine panel's rows"
+        )
+    )
+    times: list[datetime] = Field(description="open time of each bar (as `time` of /bars), oldest first")
+    indicators: list[IndicatorSeries] = Field(description="in the strategy's legend order (empty: it draws nothing)")
