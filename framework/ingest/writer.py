@@ -16,8 +16,10 @@ batches are written. A full spool stops the writer from taking more events until
 is back.
 
 `on_ticks` sees every committed write's trades with their latencies (`CommittedTicks`), right
-after the commit: the live runner publishes them to its WebSocket clients and its metrics. It
-runs on the writer's task, so it must be quick; an exception in it is logged, never raised.
+after the commit and in the order the writes were queued (with two commits in flight, a write that
+finishes first waits for the one before it; a spooled write is skipped and seen when the spool is
+replayed): the live runner publishes them to its WebSocket clients and its metrics. It runs on the
+writer's task, so it must be quick; an exception in it is logged, never raised.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class _Chunk:
     ticks: list[Tick] = field(default_factory=list)
     bars: list[Bar] = field(default_factory=list)
     n_ticks: int = 0
+    seq: int = -1  # order of the live writes (for `on_ticks`); -1 for spool replays
 
     def add(self, item: MarketEvent | TickBatch) -> int:
         """Add an event; return how much it weighs (trades and bars)."""
@@ -234,6 +237,8 @@ class BatchWriter:
         self._spooled_batches = self._spooled_ticks = self._spooled_bars = self._replayed = 0
         self._spool_full_waits = 0
         self._on_ticks = on_ticks
+        self._queued_seq = self._told_seq = 0
+        self._done: dict[int, CommittedTicks | None] = {}
 
     @property
     def online(self) -> bool:
@@ -331,6 +336,7 @@ class BatchWriter:
                     if self._failure is not None:
                         self._slots.release()
                         raise self._failure
+                    chunk.seq, self._queued_seq = self._queued_seq, self._queued_seq + 1
                     task = asyncio.create_task(self._commit(chunk))
                     self._in_flight.add(task)
                     task.add_done_callback(self._committed)
@@ -398,6 +404,12 @@ class BatchWriter:
         return chunk, False
 
     async def _commit(self, chunk: _Chunk) -> None:
+        try:
+            await self._commit_or_spool(chunk)
+        finally:
+            self._finished(chunk.seq)
+
+    async def _commit_or_spool(self, chunk: _Chunk) -> None:
         try:
             if await self._catch_up():
                 try:
@@ -498,11 +510,29 @@ class BatchWriter:
             if latency_ns.size:
                 self._tick_latency.record_many(latency_ns)
             if self._on_ticks is not None:
-                self._tell(CommittedTicks(chunk.batches, chunk.ticks, latency_ns))
+                self._committed_ticks(chunk.seq, CommittedTicks(chunk.batches, chunk.ticks, latency_ns))
         self._batches += 1
         self._ticks_written += new
         self._ticks_duplicate += chunk.n_ticks - new
         self._bars_written += len(chunk.bars)
+
+    def _committed_ticks(self, seq: int, committed: CommittedTicks) -> None:
+        """Keep the trades write `seq` committed until it is their turn (a spool replay's go at once)."""
+        if seq < 0:
+            self._tell(committed)
+        else:
+            self._done[seq] = committed
+
+    def _finished(self, seq: int) -> None:
+        """Write `seq` ended, committed or not: tell `on_ticks` what is now due, in queue order."""
+        if self._on_ticks is None:
+            return
+        self._done.setdefault(seq, None)
+        while self._told_seq in self._done:
+            ready = self._done.pop(self._told_seq)
+            self._told_seq += 1
+            if ready is not None:
+                self._tell(ready)
 
     def _tell(self, committed: CommittedTicks) -> None:
         assert self._on_ticks is not None

@@ -81,6 +81,23 @@ async def test_on_ticks_sees_every_committed_trade_with_its_latency(database, tm
     assert len(await stored_ticks(database.pool)) == 52
 
 
+async def test_on_ticks_sees_the_writes_in_the_order_they_were_queued(database, tmp_path):
+    ids = await upsert_instruments(database.pool, INSTRUMENTS)
+    seen: list[str] = []
+
+    def hook(committed: CommittedTicks) -> None:
+        seen.extend(t.trade_id for t in committed.ticks)
+
+    # small writes, two commits in flight: a later write may commit first, it is told second
+    writer = BatchWriter(database.pool, ids, Spool(tmp_path), batch_size=7, max_in_flight=2, on_ticks=hook)
+    await writer.start()
+    events = ticks(600)
+    for t in events:
+        await writer.put(t)
+    await writer.close()
+    assert seen == [t.trade_id for t in events]
+
+
 async def test_a_failing_on_ticks_hook_is_logged_and_never_stops_the_writer(database, tmp_path, caplog):
     ids = await upsert_instruments(database.pool, INSTRUMENTS)
 
