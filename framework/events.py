@@ -183,21 +183,7 @@ class TickBatch:
 
     def ticks(self) -> list[Tick]:
         """Return every trade as a `Tick`, in order."""
-        venue = self.venue
-        return [
-            Tick(venue, *row)
-            for row in zip(
-                self.symbols,
-                self.time_ns.tolist(),
-                self.trade_ids,
-                self.price.tolist(),
-                self.size.tolist(),
-                self.side.tolist(),
-                self.recv_ns.tolist(),
-                self.sent_ns.tolist(),
-                strict=True,
-            )
-        ]
+        return [Tick(*row) for row in self.rows()]
 
     def rows(self) -> Iterable[tuple[str, str, int, str, float, float, int, int, int]]:
         """Return every trade as a tuple of `Tick`'s fields, in order (cheaper than `ticks`)."""

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from runner.parity import ParityResult
     from runner.service import Runner
 
-__all__ = ["default_sections", "parity", "run"]
+__all__ = ["LIVE_FLAG", "default_sections", "parity", "resolve_run_config", "run"]
 
 LIVE_FLAG = "--live-trading-i-accept-the-risk"
 
@@ -49,6 +49,16 @@ def run(
 ) -> None:
     """Run the trading service: feed, strategies, risk, orders, until Ctrl-C/SIGTERM or the feed ends."""
     from framework.settings import load_settings
+
+    run_config = resolve_run_config(config, mode, live_opt_in)
+    settings = load_settings(config)
+    from framework.ingest.loop import run as run_loop
+
+    run_loop(_serve(run_config, settings, duration))  # uvloop when installed, as `rata serve` (uvicorn) runs
+
+
+def resolve_run_config(config: Path | None, mode: str | None, live_opt_in: bool) -> RunConfig:
+    """Return the run tables of `config` for `mode` (`rata run` and `rata serve`); refuse live without the opt-in."""
     from runner.config import load_run_config
 
     if mode is not None and mode not in ("replay", "dev", "paper", "live"):
@@ -59,10 +69,7 @@ def run(
     run_config = run_config.with_mode(mode)
     if run_config.runner.mode == "live" and not live_opt_in:
         raise ArgumentError(f"live mode trades real money: add {LIVE_FLAG} to confirm")
-    settings = load_settings(config)
-    from framework.ingest.loop import run as run_loop
-
-    run_loop(_serve(run_config, settings, duration))  # uvloop when installed, as `rata serve` (uvicorn) runs
+    return run_config
 
 
 def default_sections(config: RunConfig, mode: str) -> RunConfig:

@@ -25,11 +25,11 @@ from typing import Annotated
 import typer
 
 from runner.cli_output import console
+from runner.cli_run import LIVE_FLAG, resolve_run_config
 from runner.cli_support import ArgumentError
 
 __all__ = ["serve"]
 
-LIVE_FLAG = "--live-trading-i-accept-the-risk"
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -54,7 +54,7 @@ def serve(
 ) -> None:
     """Run the trading service and serve its API (REST, WebSocket, /metrics) until Ctrl-C or SIGTERM."""
     if mode is not None and mode not in ("replay", "dev", "paper", "live"):
-        raise ArgumentError(f"--mode must be replay, dev, paper or live, got {mode!r}")
+        raise ArgumentError(f"--mode must be replay, dev, paper or live, got {mode!r}")  # before any file is read
     if (certfile is None) != (keyfile is None):
         raise ArgumentError("give both --certfile and --keyfile to serve HTTPS")
     for path in (certfile, keyfile):
@@ -64,15 +64,8 @@ def serve(
         raise ArgumentError(f"--log-level must be debug, info, warning or error, got {log_level!r}")
 
     from framework.settings import load_settings
-    from runner.cli_run import default_sections
-    from runner.config import load_run_config
 
-    run_config = load_run_config(config)
-    if mode is not None and mode != run_config.runner.mode:
-        run_config = default_sections(run_config, mode)
-    run_config = run_config.with_mode(mode)
-    if run_config.runner.mode == "live" and not live_opt_in:
-        raise ArgumentError(f"live mode trades real money: add {LIVE_FLAG} to confirm")
+    run_config = resolve_run_config(config, mode, live_opt_in)
     settings = load_settings(config)
 
     import uvicorn

@@ -9,15 +9,24 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from rich.progress import Progress
 
 from tests.bench._report import REPO
 
-__all__ = ["Timings", "import_breakdown", "peak_rss", "subprocess_json", "time_interleaved", "tracemalloc_peak"]
+__all__ = [
+    "Timings",
+    "count_p50_p95_max",
+    "import_breakdown",
+    "peak_rss",
+    "subprocess_json",
+    "time_interleaved",
+    "tracemalloc_peak",
+]
 
 
 @dataclass
@@ -142,3 +151,11 @@ def import_breakdown(statement: str, top: int = 8) -> list[tuple[str, str, str]]
             via[root] = " <- ".join(chain) or "(top level)"
     ranked = sorted(totals.items(), key=lambda kv: kv[1], reverse=True)[:top]
     return [(name, f"{seconds:.2f}", via[name]) for name, seconds in ranked]
+
+
+def count_p50_p95_max(values: Sequence[float]) -> tuple[str, str, str, str]:
+    """Return the count, p50, p95 and maximum of `values` as table cells (whole numbers; "-" when empty)."""
+    if not values:
+        return ("0", "-", "-", "-")
+    arr = np.asarray(values)
+    return (str(len(arr)), f"{np.percentile(arr, 50):.0f}", f"{np.percentile(arr, 95):.0f}", f"{arr.max():.0f}")

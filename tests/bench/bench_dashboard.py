@@ -26,7 +26,6 @@ runs), so the numbers include that contention. No test asserts a time; this modu
 from __future__ import annotations
 
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -36,13 +35,14 @@ import numpy as np
 from rich.console import Console, RenderableType
 
 from framework import backtest, get_strategy, load_dataset
+from tests.bench._measure import count_p50_p95_max
 from tests.bench._report import machine_rows, markdown_table, rich_table, update_section
 from tests.dashboards.browser import (
-    CHROMIUM,
     FLAGS,
     block_outside,
     button_idle,
     button_running,
+    chromium_version,
     click_and_time,
     dashboard_server,
     launch,
@@ -57,21 +57,6 @@ SERVER_BUSY = (
     "const doc = window.Bokeh.documents[0];"
     " return [...(doc._all_models || new Map()).values()].some((m) => m.label === 'Running {task}...' && m.disabled);"
 )
-
-
-def _chromium_version() -> str:
-    try:
-        out = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, timeout=30, check=False)
-    except OSError:
-        return "missing"
-    return out.stdout.strip() or "unknown"
-
-
-def _summary(values: list[float]) -> tuple[str, str, str, str]:
-    if not values:
-        return ("0", "-", "-", "-")
-    arr = np.asarray(values)
-    return (str(len(arr)), f"{np.percentile(arr, 50):.0f}", f"{np.percentile(arr, 95):.0f}", f"{arr.max():.0f}")
 
 
 def _backtest_clicks(page: Any, n: int) -> dict[str, list[float]]:
@@ -183,7 +168,7 @@ def run(console: Console, *, quick: bool = False) -> list[RenderableType]:
     """Measure click-to-visible-change times and (unless `quick`) record them in RESULTS.md."""
     setup = [
         *machine_rows(PACKAGES),
-        ("browser", f"{_chromium_version()}, headless, {' '.join(FLAGS)}"),
+        ("browser", f"{chromium_version()}, headless, {' '.join(FLAGS)}"),
         ("server", "`rata dashboard research` subprocess on 127.0.0.1, same machine"),
         ("viewport", "1600 x 1100"),
     ]
@@ -193,7 +178,7 @@ def run(console: Console, *, quick: bool = False) -> list[RenderableType]:
     rows = []
     for click, kinds in results.items():
         for kind, values in kinds.items():
-            n, p50, p95, worst = _summary(values)
+            n, p50, p95, worst = count_p50_p95_max(values)
             verdict = "-"
             if values and kind == "feedback":
                 verdict = "PASS" if np.percentile(values, 95) < TARGET_MS else "FAIL"

@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import tempfile
 import threading
 import time
@@ -58,8 +57,9 @@ import numpy as np
 from rich.console import Console, RenderableType
 
 from runner.cli_demo import demo_config
+from tests.bench._measure import count_p50_p95_max
 from tests.bench._report import machine_rows, markdown_table, rich_table, update_section
-from tests.dashboards.browser import CHROMIUM, DEEP_JS, FLAGS, block_outside, launch, type_into
+from tests.dashboards.browser import DEEP_JS, FLAGS, block_outside, chromium_version, launch, type_into
 from tests.dashboards.live_support import Api, fresh_database, live_dashboard, log_in, runner_process
 
 SECTION = "## Live dashboard: click to visible change, bar to chart (issue 6)"
@@ -364,28 +364,13 @@ def measure(
     return clicks, delays, facts
 
 
-def _chromium_version() -> str:
-    try:
-        out = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, timeout=30, check=False)
-    except OSError:
-        return "missing"
-    return out.stdout.strip() or "unknown"
-
-
-def _summary(values: list[float]) -> tuple[str, str, str, str]:
-    if not values:
-        return ("0", "-", "-", "-")
-    arr = np.asarray(values)
-    return (str(len(arr)), f"{np.percentile(arr, 50):.0f}", f"{np.percentile(arr, 95):.0f}", f"{arr.max():.0f}")
-
-
 def run(console: Console, *, quick: bool = False) -> list[RenderableType]:
     """Measure, print, and (unless `quick`) record the section in RESULTS.md."""
     setup = [
         *machine_rows(PACKAGES),
         (
             "browser",
-            f"{_chromium_version()}, headless, {' '.join(FLAGS)}; viewport {VIEWPORT['width']} x {VIEWPORT['height']}",
+            f"{chromium_version()}, headless, {' '.join(FLAGS)}; viewport {VIEWPORT['width']} x {VIEWPORT['height']}",
         ),
         (
             "runner",
@@ -401,7 +386,7 @@ def run(console: Console, *, quick: bool = False) -> list[RenderableType]:
     rows = []
     for click, kinds in clicks.items():
         for kind, values in kinds.items():
-            n, p50, p95, worst = _summary(values)
+            n, p50, p95, worst = count_p50_p95_max(values)
             verdict = "(info)"
             if values and kind == "first":
                 verdict = "PASS" if np.percentile(values, 95) < TARGET_MS else "FAIL"
@@ -419,7 +404,9 @@ def run(console: Console, *, quick: bool = False) -> list[RenderableType]:
         )
     )
     delay_header = ("what", "delay", "n", "p50 ms", "p95 ms", "max ms")
-    delay_rows = [(what, name, *_summary(values)) for what, kinds in delays.items() for name, values in kinds.items()]
+    delay_rows = [
+        (what, name, *count_p50_p95_max(values)) for what, kinds in delays.items() for name, values in kinds.items()
+    ]
     notes = (
         "`first` is a click's first visible change, whichever it was: `feedback` (shown by the browser itself "
         "when the button is clicked, then by the dashboard server before it calls the API), or directly "

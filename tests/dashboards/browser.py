@@ -46,6 +46,15 @@ LOCAL_PREFIXES = ("http://127.0.0.1:", "ws://127.0.0.1:", "http://localhost:", "
 MISSING = "Debian's chromium is missing at /usr/bin/chromium: run `make browser` (never `playwright install`)"
 
 
+def chromium_version() -> str:
+    """Return what `chromium --version` prints ("missing" when it is not installed)."""
+    try:
+        out = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return "missing"
+    return out.stdout.strip() or "unknown"
+
+
 def launch(playwright: Any) -> Any:
     """Return a headless chromium browser (Debian's, not a downloaded one)."""
     if not CHROMIUM.exists():
