@@ -6,8 +6,10 @@ bounded memory budget, so that a sweep calling `signals()` for thousands of para
 computes each distinct moving average once. Frames are treated as immutable: do not modify a
 frame in place after passing it here.
 
-pandas' rolling and exponentially weighted windows do the arithmetic; the memo is rata's own
-because neither pandas nor vectorbt caches across calls with different parameter sets.
+The rolling and exponentially weighted windows are `framework.kernels`' numba kernels, which
+compute all instruments of a panel in one call with pandas' arithmetic (pandas itself loops over
+the columns in Python, which dominated the live engine's CPU); the memo is rata's own because
+neither pandas nor vectorbt caches across calls with different parameter sets.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Callable, Hashable
 
 import numpy as np
 import pandas as pd
+
+from framework import kernels
 
 __all__ = [
     "clear_cache",
@@ -53,7 +57,8 @@ def _forget(frame_id: int) -> None:
         _used -= _sizes.pop(key)
 
 
-def _memo(frame: pd.DataFrame, key: Hashable, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+def _memo(frame: pd.DataFrame, key: Hashable, compute: Callable[[], np.ndarray]) -> pd.DataFrame:
+    """Return `compute()`'s (rows x columns) array as a frame shaped like `frame`, memoised."""
     global _used
     fid = id(frame)
     ref = _alive.get(fid)
@@ -67,8 +72,9 @@ def _memo(frame: pd.DataFrame, key: Hashable, compute: Callable[[], pd.DataFrame
     if hit is not None:
         _cache.move_to_end(full_key)
         return hit
-    value = compute()
-    size = int(value.memory_usage(index=False, deep=False).sum())
+    values = compute()
+    value = pd.DataFrame(values, index=frame.index, columns=frame.columns, copy=False)
+    size = int(values.nbytes)
     if size <= _MAX_BYTES // 4:
         _cache[full_key] = value
         _sizes[full_key] = size
@@ -81,12 +87,12 @@ def _memo(frame: pd.DataFrame, key: Hashable, compute: Callable[[], pd.DataFrame
 
 def sma(x: pd.DataFrame, window: int) -> pd.DataFrame:
     """Return the simple moving average over `window` bars (NaN until `window` bars exist)."""
-    return _memo(x, ("sma", window), lambda: x.rolling(window, min_periods=window).mean())
+    return _memo(x, ("sma", window), lambda: kernels.rolling_mean(_floats(x), window))
 
 
 def rolling_std(x: pd.DataFrame, window: int) -> pd.DataFrame:
     """Return the rolling population standard deviation over `window` bars."""
-    return _memo(x, ("std", window), lambda: x.rolling(window, min_periods=window).std(ddof=0))
+    return _memo(x, ("std", window), lambda: kernels.rolling_std(_floats(x), window))
 
 
 def ema(x: pd.DataFrame, span: int) -> pd.DataFrame:
@@ -95,7 +101,7 @@ def ema(x: pd.DataFrame, span: int) -> pd.DataFrame:
     An EMA remembers all history: give strategies using it a warm-up of several spans so that the
     live engine's rolling window gives the same values (the look-ahead check flags it otherwise).
     """
-    return _memo(x, ("ema", span), lambda: x.ewm(span=span, adjust=False, min_periods=span).mean())
+    return _memo(x, ("ema", span), lambda: kernels.ewm_mean(_floats(x), _pandas_alpha((span - 1) / 2), span))
 
 
 def rsi(x: pd.DataFrame, window: int) -> pd.DataFrame:
@@ -105,21 +111,39 @@ def rsi(x: pd.DataFrame, window: int) -> pd.DataFrame:
     neither gains nor losses in the window (flat prices) the RSI is 50, not a spurious 100.
     """
 
-    def compute() -> pd.DataFrame:
-        delta = x.diff()
-        gain = delta.clip(lower=0.0).ewm(alpha=1 / window, adjust=False, min_periods=window).mean()
-        loss = (-delta.clip(upper=0.0)).ewm(alpha=1 / window, adjust=False, min_periods=window).mean()
+    def compute() -> np.ndarray:
+        values = _floats(x)
+        delta = np.empty_like(values)
+        delta[:1] = np.nan
+        np.subtract(values[1:], values[:-1], out=delta[1:])
+        alpha = _pandas_alpha((1 - 1 / window) / (1 / window))
+        gain = kernels.ewm_mean(np.where(delta < 0, 0.0, delta), alpha, window)
+        loss = kernels.ewm_mean(-np.where(delta > 0, 0.0, delta), alpha, window)
         with np.errstate(divide="ignore", invalid="ignore"):
             value = 100 - 100 / (1 + gain / loss)
-        flat = (gain == 0) & (loss == 0)
-        return value.where(loss != 0, 100.0).mask(flat, 50.0).where(gain.notna())
+        value[loss == 0] = 100.0
+        value[(gain == 0) & (loss == 0)] = 50.0
+        value[np.isnan(gain)] = np.nan
+        return value
 
     return _memo(x, ("rsi", window), compute)
 
 
 def pct_return(x: pd.DataFrame, periods: int) -> pd.DataFrame:
     """Return the trailing return over `periods` bars."""
-    return _memo(x, ("ret", periods), lambda: x / x.shift(periods) - 1)
+
+    def compute() -> np.ndarray:
+        values = _floats(x)
+        before = np.full_like(values, np.nan)
+        lag = min(abs(periods), len(values))
+        if periods >= 0:
+            before[lag:] = values[: len(values) - lag]
+        else:
+            before[: len(values) - lag] = values[lag:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return values / before - 1
+
+    return _memo(x, ("ret", periods), compute)
 
 
 def crossed_above(a: pd.DataFrame, b: pd.DataFrame | float) -> pd.DataFrame:
@@ -140,3 +164,13 @@ def _cross(a: pd.DataFrame, b: pd.DataFrame | float, now: np.ufunc, before: np.u
     out[0] = False
     out[1:] &= before(av[:-1], bv[:-1])
     return pd.DataFrame(out, index=a.index, columns=a.columns, copy=False)
+
+
+def _floats(x: pd.DataFrame) -> np.ndarray:
+    # A view of a float64 panel's single block (column-major), not a copy.
+    return x.to_numpy(dtype="float64")
+
+
+def _pandas_alpha(com: float) -> float:
+    # pandas turns span and alpha into a centre of mass and back; the same float gives its bits.
+    return 1.0 / (1.0 + com)

@@ -259,7 +259,11 @@ class Runner:
             bar_timer_ms=10.0,
             on_bars=closed.put_nowait,
             on_ticks=self._on_committed_ticks,
+            on_opens=self.broker.on_opens if isinstance(self.broker, PaperBroker) else None,
         )
+        if isinstance(self.broker, PaperBroker):  # market orders fill as soon as their bar's open is known
+            aggregator, timeframe = pipeline.aggregator, self.venue_timeframe
+            self.broker.opens = lambda symbol: aggregator.forming(symbol, timeframe)
         running = asyncio.create_task(pipeline.run(), name="rata-ingest")
         deciding = asyncio.create_task(self._decide_from(closed), name="rata-decide")
         stopping = asyncio.create_task(self._stopping.wait(), name="rata-stop")
@@ -268,6 +272,8 @@ class Runner:
             await asyncio.wait({running, stopping, deciding}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             timer.cancel()
+            if isinstance(self.broker, PaperBroker):
+                self.broker.opens = None
             if not running.done():
                 await pipeline.stop()
             await running
@@ -334,9 +340,10 @@ class Runner:
             if isinstance(self.broker, PaperBroker):
                 self.broker.on_bars(bars)
             for bar in bars:
-                self.orders.on_price(bar.symbol, Decimal(repr(bar.close)), close_ns)
+                price = Decimal(repr(bar.close))
+                self.orders.on_price(bar.symbol, price, close_ns)
                 if self.snapshots is not None:
-                    self.snapshots.mark(bar.symbol, bar.close)
+                    self.snapshots.mark(bar.symbol, price)
             await self.orders.idle()
             if self.snapshots is not None and self.engine is not None:
                 await self.snapshots.flush(close_ns, specs=[r.spec for r in self.engine.instances.values()])

@@ -35,16 +35,17 @@ class EquitySnapshots:
         self._last_ns: int | None = None
         self._specs: list[InstanceSpec] = []
 
-    def mark(self, symbol: str, price: float) -> None:
+    def mark(self, symbol: str, price: float | Decimal) -> None:
         """Remember the newest close of `symbol`."""
-        self.marks[symbol] = Decimal(repr(price))
+        self.marks[symbol] = price if isinstance(price, Decimal) else Decimal(repr(price))
 
     def equity_of(self, spec: InstanceSpec) -> tuple[Decimal, Decimal, Decimal, Decimal]:
         """Return (equity, cash, realised, unrealised) of one instance at the current marks."""
         cash, value, realised, unrealised = spec.capital, ZERO, ZERO, ZERO
+        traded = {p.symbol: p for p in self.book.positions(spec.id)}  # a lookup per traded symbol, not per symbol
         for symbol in spec.symbols:
-            position = self.book.position(spec.id, symbol)
-            if position.fill_count == 0:
+            position = traded.get(symbol)
+            if position is None or position.fill_count == 0:
                 continue
             cash += position.cash_flow
             realised += position.realised

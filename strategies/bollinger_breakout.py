@@ -21,6 +21,8 @@ bars: a break needs the band of the previous bar too.
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 
 from framework import Bars, Param, Signals, Strategy
@@ -38,7 +40,7 @@ class BollingerBreakout(Strategy):
     warmup = "window"
 
     def middle_and_width(self, data: Bars) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Return the middle band and the bands' half-width (`signals` and the charts share them)."""
+        """Return the middle band and the bands' half-width as frames (the charts; `signals` uses their arrays)."""
         return sma(data.close, self.window), self.k * rolling_std(data.close, self.window)
 
     def indicators(self, data: Bars) -> dict[str, Indicator]:
@@ -51,11 +53,15 @@ class BollingerBreakout(Strategy):
         }
 
     def signals(self, data: Bars) -> Signals:
+        # Whole-panel numpy rather than pandas operators: the live engine calls this every bar.
         close = data.close
-        middle, width = self.middle_and_width(data)
-        entries = crossed_above(close, middle + width)
-        exits = close < middle
+        frame = partial(pd.DataFrame, index=close.index, columns=close.columns, copy=False)
+        price = close.to_numpy(dtype="float64")
+        middle = sma(close, self.window).to_numpy()
+        width = self.k * rolling_std(close, self.window).to_numpy()
+        entries = crossed_above(close, frame(middle + width))
+        exits = frame(price < middle)
         if not self.short:
             return Signals(entries=entries, exits=exits)
-        short_entries = crossed_below(close, middle - width)
-        return Signals(entries=entries, exits=exits, short_entries=short_entries, short_exits=close > middle)
+        short_entries = crossed_below(close, frame(middle - width))
+        return Signals(entries=entries, exits=exits, short_entries=short_entries, short_exits=frame(price > middle))

@@ -27,6 +27,10 @@ signals. With five windows, about 1% of the bars of GOOG still signalled differe
 
 from __future__ import annotations
 
+from functools import partial
+
+import pandas as pd
+
 from framework import Bars, Param, ParameterError, Signals, Strategy
 from framework.indicators import crossed_above, crossed_below, rsi
 from framework.strategy import Indicator
@@ -61,11 +65,14 @@ class RsiReversion(Strategy):
         }
 
     def signals(self, data: Bars) -> Signals:
+        # Whole-panel numpy rather than pandas operators: the live engine calls this every bar.
         strength = rsi(data.close, self.window)
-        entries = crossed_above(strength, self.lower) & (strength <= self.upper)
-        exits = strength > self.upper
+        frame = partial(pd.DataFrame, index=strength.index, columns=strength.columns, copy=False)
+        value = strength.to_numpy()
+        entries = frame(crossed_above(strength, self.lower).to_numpy() & (value <= self.upper))
+        exits = frame(value > self.upper)
         if not self.short:
             return Signals(entries=entries, exits=exits)
-        short_entries = crossed_below(strength, self.upper) & (strength >= self.lower)
-        short_exits = strength < self.lower
+        short_entries = frame(crossed_below(strength, self.upper).to_numpy() & (value >= self.lower))
+        short_exits = frame(value < self.lower)
         return Signals(entries=entries, exits=exits, short_entries=short_entries, short_exits=short_exits)

@@ -87,7 +87,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from os import PathLike
@@ -153,6 +153,7 @@ class PaperBroker:
         self.path = Path(directory) / f"{account}.sqlite3"
         items = instruments.values() if isinstance(instruments, Mapping) else instruments
         self._instruments = {i.symbol: i for i in items}
+        self._sizes: dict[str, tuple[Decimal, Decimal]] = {}
         self._currency = currency
         self._clock: Clock = clock if clock is not None else WallClock()
         self._pricing = Pricing.of(self.model)
@@ -162,6 +163,15 @@ class PaperBroker:
         self._connected = False
         self._book: PaperAccount | None = None
         self._last_trade: dict[str, tuple[int, float]] = {}
+        self.opens: Callable[[str], tuple[int, int, float] | None] | None = None
+        """Where the venue sees the bar in progress of a symbol: `(open_ns, end_ns, open)` (set by a live runner).
+
+        With it, a market order under the `next_open` model fills as soon as the open of its bar is
+        known (at acceptance when the bar's first trade came first), at that open, instead of when
+        the bar closes: the same price and quantity, reported about a bar earlier, as a real venue
+        would; an order accepted before that first trade fills when `on_opens` says the bar opened.
+        Orders of one call are filled sells first, as `on_bars` does. Replays leave it None.
+        """
         self._submits = SubmitGroups(self._commit_book, self._hub.publish, f"{name}/{account}")
         self._open_store()
 
@@ -199,7 +209,9 @@ class PaperBroker:
         group = self._submits.current()
         with book.collect():  # on failure the group is dropped and its other members answered
             try:
-                update = self._accept(order, faults, group.events)
+                early: list[VenueOrder] = []
+                update = self._accept(order, faults, group.events, early)
+                self._fill_at_open(early, group.events)
             except BaseException as exc:
                 self._submits.fail(exc)
                 raise
@@ -221,17 +233,20 @@ class PaperBroker:
         lost: list[tuple[int, dict[FaultKind, Fault]]] = []
         with book.collect():
             try:
+                early: list[VenueOrder] = []
+                stored = book.store.known([o.client_id for o in orders])  # one query for the duplicate checks
                 for k, order in enumerate(orders):
                     faults = self.faults.take("submit", order.client_id)
                     try:
                         raise_rate_limit(faults, "submit", order.client_id)
-                        if book.order(order.client_id) is not None:
+                        if order.client_id in stored or book.pending(order.client_id):
                             raise DuplicateOrder(order.client_id)
                     except (RateLimited, DuplicateOrder) as exc:  # nothing placed
                         answers.append(exc)
                         continue
-                    answers.append(self._accept(order, faults, group.events))
+                    answers.append(self._accept(order, faults, group.events, early))
                     lost.append((k, faults))
+                self._fill_at_open(early, group.events)
             except BaseException as exc:
                 self._submits.fail(exc)
                 raise
@@ -385,7 +400,13 @@ class PaperBroker:
 
     # -- matching ----------------------------------------------------------------------------------
 
-    def _accept(self, order: Order, faults: dict[FaultKind, Fault], events: list[BrokerEvent]) -> OrderUpdate:
+    def _accept(
+        self,
+        order: Order,
+        faults: dict[FaultKind, Fault],
+        events: list[BrokerEvent],
+        early: list[VenueOrder] | None = None,
+    ) -> OrderUpdate:
         book = self._require_book()
         now = self._now()
         seq, venue_id = book.next_order()
@@ -419,6 +440,8 @@ class PaperBroker:
             record.hidden_queries = delay.hidden_queries
             record.hidden_until_ns = now + delay.hidden_ns if delay.hidden_ns else 0
         book.add(record)
+        if early is not None and self.opens is not None and order.type is OrderType.MARKET:
+            early.append(record)  # filled at its bar's open if that is known already (`_fill_at_open`)
         if self.model.fill == "close" and mark is not None:
             if order.type is OrderType.MARKET:
                 book.execute(record, self._pricing.market(order.side, mark.close), mark.close, mark.close_ns, events)
@@ -426,16 +449,52 @@ class PaperBroker:
                 self._match_limit(record, mark.close, mark.close, mark.close, mark.close_ns, mark.close_ns, events)
         return update
 
+    def on_opens(self, symbols: Iterable[str]) -> list[BrokerEvent]:
+        """Bars of `symbols` just opened (their first trade): fill the market orders that waited for that open.
+
+        One transaction for all of them; nothing is written when no order waits. See `opens`.
+        """
+        if self.opens is None or self.model.fill != "next_open":
+            return []
+        book = self._require_book()
+        waiting = [
+            record
+            for symbol in dict.fromkeys(symbols)
+            for record in book.by_symbol.get(symbol, {}).values()
+            if record.live and record.order.type is OrderType.MARKET
+        ]
+        if not waiting:
+            return []
+        with self._changing() as events:
+            self._fill_at_open(waiting, events)
+        return events
+
+    def _fill_at_open(self, records: list[VenueOrder], events: list[BrokerEvent]) -> None:
+        """Fill the just accepted market `records` whose bar is in progress at its open (see `opens`), sells first."""
+        opens = self.opens
+        if opens is None or not records or self.model.fill != "next_open":
+            return
+        book = self._require_book()
+        for record in sorted(records, key=lambda r: (r.order.side is OrderSide.BUY, r.seq)):
+            forming = opens(record.order.symbol)
+            if forming is None or not record.live:
+                continue
+            open_ns, end_ns, price = forming
+            if record.not_before_ns is not None and open_ns < record.not_before_ns:
+                continue  # the bar in progress is the one the order was decided on: it fills at the next
+            if end_ns <= record.accepted_ns or not math.isfinite(price) or price <= 0:
+                continue
+            book.execute(record, self._pricing.market(record.order.side, price), price, open_ns, events)
+
     def _refusal(self, order: Order) -> str:
         """Return why the venue refuses `order` at submit, or an empty string."""
         instrument = self._instruments.get(order.symbol)
         if self._instruments and instrument is None:
             return f"unknown symbol {order.symbol}"
         if instrument is not None:
-            step = decimal_of(instrument.qty_step)
+            step, tick = self._book_sizes(instrument)
             if order.quantity % step != 0:
                 return f"quantity {order.quantity} is not a multiple of the lot size {step}"
-            tick = decimal_of(instrument.tick_size)
             if order.limit_price is not None and order.limit_price % tick != 0:
                 return f"limit price {order.limit_price} is not a multiple of the tick size {tick}"
         if self.cash_policy == "reject" and order.side is OrderSide.BUY:
@@ -452,6 +511,13 @@ class PaperBroker:
                 if estimate > free:
                     return f"insufficient cash: needs about {estimate:.2f} {currency}, {free:.2f} free"
         return ""
+
+    def _book_sizes(self, instrument: Instrument) -> tuple[Decimal, Decimal]:
+        """Return an instrument's lot and tick size as `Decimal`s (worked out once per symbol)."""
+        sizes = self._sizes.get(instrument.symbol)
+        if sizes is None:
+            sizes = self._sizes[instrument.symbol] = (decimal_of(instrument.qty_step), decimal_of(instrument.tick_size))
+        return sizes
 
     def _estimated_cost(self, order: Order) -> Decimal | None:
         if order.limit_price is not None:

@@ -60,6 +60,7 @@ class PaperAccount:
         self.order_seq = 0
         self.fill_seq = 0
         self.changes = Changeset()
+        self._steps: dict[str, Decimal] = {}
         self.load()
 
     def load(self) -> None:
@@ -123,6 +124,10 @@ class PaperAccount:
         """Return an order by client id, live or not (committed or collected)."""
         return self.live.get(client_id) or self.changes.orders.get(client_id) or self.store.order(client_id)
 
+    def pending(self, client_id: str) -> bool:
+        """Return whether an order is live or collected (what `order` finds without asking the store)."""
+        return client_id in self.live or client_id in self.changes.orders
+
     def next_order(self) -> tuple[int, str]:
         """Return the sequence number and venue order id of a new order."""
         self.order_seq += 1
@@ -157,7 +162,12 @@ class PaperAccount:
     def step(self, order: Order) -> Decimal:
         """Return the quantity step of an order's instrument (or the one its quantity implies)."""
         instrument = self.instruments.get(order.symbol)
-        return step_of(order.quantity) if instrument is None else decimal_of(instrument.qty_step)
+        if instrument is None:
+            return step_of(order.quantity)
+        step = self._steps.get(order.symbol)
+        if step is None:
+            step = self._steps[order.symbol] = decimal_of(instrument.qty_step)
+        return step
 
     def execute(
         self, record: VenueOrder, price: Decimal, slipped_from: float | None, time_ns: int, events: list[BrokerEvent]

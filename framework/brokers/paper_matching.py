@@ -24,13 +24,14 @@ Market data prices are float64; they become `Decimal` through their shortest `re
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from framework.errors import DataError
 from framework.events import Bar
 from framework.execution import ExecutionModel
 from framework.orders.model import OrderSide
+from framework.orders.state import exact_arithmetic
 from framework.timeframes import TIMEFRAMES
 
 __all__ = [
@@ -89,6 +90,12 @@ class Pricing:
     model: ExecutionModel
     fees: Decimal
     slippage: Decimal
+    _slipped: dict[OrderSide, Decimal] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        with exact_arithmetic():  # the factor a market price is multiplied by, per side, worked out once
+            slipped = {side: 1 + side.sign * self.slippage for side in OrderSide}
+        object.__setattr__(self, "_slipped", slipped)
 
     @classmethod
     def of(cls, model: ExecutionModel) -> Pricing:
@@ -97,7 +104,7 @@ class Pricing:
 
     def market(self, side: OrderSide, reference: float) -> Decimal:
         """Return a market fill price: `reference` slipped against the trader."""
-        return decimal_of(reference) * (1 + side.sign * self.slippage)
+        return decimal_of(reference) * self._slipped[side]
 
     def limit(self, side: OrderSide, limit: Decimal, open_: float, high: float, low: float) -> Decimal | None:
         """Return the fill price of a resting limit order against one bar, or None (module docstring)."""

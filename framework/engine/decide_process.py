@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Final
 
@@ -50,6 +50,9 @@ _READY: Final = "ready"
 def serve(inbox: Connection, outbox: Connection) -> None:
     """Worker main: answer jobs `(job_id, window, [(instance_id, pickled strategy), ...])` until `None`."""
     import framework.indicators  # noqa: F401 - imported before saying ready: the first job pays nothing
+    from framework.kernels import warm_up
+
+    warm_up()  # and the indicators' compiled kernels loaded
 
     outbox.send(_READY)
     while True:
@@ -129,12 +132,19 @@ class DecideProcess:
         return self._ready
 
     async def decide(
-        self, window: Bars, strategies: Sequence[tuple[str, Strategy]], timeout_s: float
+        self,
+        window: Bars,
+        strategies: Sequence[tuple[str, Strategy]],
+        timeout_s: float,
+        *,
+        on_outcome: Callable[[str, Outcome, int], None] | None = None,
     ) -> tuple[dict[str, tuple[Outcome, int]], list[str]]:
         """Decide `strategies` on `window`; return the outcomes (and when each call returned) and the ids left over.
 
         The times are `time.perf_counter_ns()` values, comparable with this process's (Linux's
-        perf counter is the system-wide monotonic clock).
+        perf counter is the system-wide monotonic clock). `on_outcome(instance_id, outcome,
+        finished_ns)` is called for each outcome as soon as it arrives, so that the caller can act
+        on the first instances while the worker is still deciding the others.
 
         Left to the caller: instances whose strategy cannot be pickled, and those a stuck or dead
         worker never answered.
@@ -176,9 +186,13 @@ class DecideProcess:
                     outcome = _too_slow(names[instance_id], timeout_s)
                 outcomes[instance_id] = (outcome, int(finished_ns))  # type: ignore[call-overload]
                 waiting.pop(0)
+                if on_outcome is not None:
+                    on_outcome(instance_id, *outcomes[instance_id])
         except TimeoutError:
             stuck = waiting.pop(0)
             outcomes[stuck] = (_too_slow(names[stuck], timeout_s), time.perf_counter_ns())
+            if on_outcome is not None:
+                on_outcome(stuck, *outcomes[stuck])
             left.extend(waiting)
             self._restart(f"instance {stuck} ran past {timeout_s:g} s")
         except (EOFError, OSError, ValueError) as exc:

@@ -23,7 +23,6 @@ and an order's events are applied in the order the venue published them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -40,7 +39,14 @@ from framework.engine.risk_book import LiveRiskContext
 from framework.errors import TransientError
 from framework.orders.model import Fill, Mode, Order, OrderUpdate
 from framework.orders.positions import Position, PositionBook
-from framework.orders.state import FillResult, InvalidTransition, MismatchedEvent, apply_fill, apply_update
+from framework.orders.state import (
+    FillResult,
+    InvalidTransition,
+    MismatchedEvent,
+    apply_fill,
+    apply_update,
+    exact_arithmetic,
+)
 
 __all__ = ["Alert", "AlertListener", "CrashHook", "FillListener", "LiveOrderBook"]
 
@@ -153,6 +159,21 @@ class LiveOrderBook:
             lock = self._locks[client_id] = asyncio.Lock()
         return lock
 
+    def locked(self, client_id: str) -> bool:
+        """Return whether something holds the order's lock (without making a lock for it, as `lock` would)."""
+        lock = self._locks.get(client_id)
+        return lock is not None and lock.locked()
+
+    def _forget_lock(self, client_id: str, lock: asyncio.Lock) -> None:
+        """Drop the lock of an ended order nobody holds or waits for (a later change makes a new one).
+
+        Without this the locks of every order ever placed stay in memory, and in the collector's walks.
+        """
+        order = self.orders.get(client_id)
+        ended = order is not None and not order.is_active
+        if ended and not lock.locked() and not lock._waiters and self._locks.get(client_id) is lock:
+            del self._locks[client_id]
+
     async def persist(self, client_id: str, detail: str) -> Order:
         """Write the order's current in-memory state with an event row (e.g. submitted, outcome unknown)."""
         async with self.lock(client_id):
@@ -201,7 +222,7 @@ class LiveOrderBook:
             return None
         async with self.lock(fill.client_id):
             order = self.orders[fill.client_id]
-            fill = replace(fill, strategy=fill.strategy or order.strategy, mode=order.mode)
+            fill = _owned(fill, order)
             try:
                 result = apply_fill(order, fill)
             except (InvalidTransition, MismatchedEvent) as exc:
@@ -264,11 +285,15 @@ class LiveOrderBook:
                 await self.order(client_id)  # ended before a restart: from the database
         applied: list[tuple[Fill, FillResult]] = []
         alerts: list[tuple[str, str, str]] = []
-        async with contextlib.AsyncExitStack() as locks:
+        held: list[tuple[str, asyncio.Lock]] = []  # in client id order; plain acquire/release: a batch takes thousands
+        try:
             for client_id in sorted({e.client_id for e in events if e.client_id in self.orders}):
-                await locks.enter_async_context(self.lock(client_id))
+                lock = self.lock(client_id)
+                await lock.acquire()
+                held.append((client_id, lock))
             try:
-                changes = self._plan(events, details, applied, alerts)
+                with exact_arithmetic():  # one exact context for the batch's fill arithmetic
+                    changes = self._plan(events, details, applied, alerts)
                 await self.store.write_changes(changes)
             except Exception as exc:
                 raise _BatchNotWritten from exc
@@ -276,6 +301,10 @@ class LiveOrderBook:
                 self.crash_point("after_fill_commit")
             for change in changes:
                 self._put_committed(change.order)
+        finally:
+            for client_id, lock in reversed(held):
+                lock.release()
+                self._forget_lock(client_id, lock)
         for kind, message, client_id in alerts:
             await self.alert(kind, message, client_id)
         for fill, result in applied:
@@ -323,7 +352,7 @@ class LiveOrderBook:
                     continue
                 if self.positions.seen(event):
                     continue
-                fill = replace(event, strategy=event.strategy or order.strategy, mode=order.mode)
+                fill = _owned(event, order)
                 try:
                     result = apply_fill(order, fill)
                 except (InvalidTransition, MismatchedEvent) as exc:
@@ -381,6 +410,13 @@ class LiveOrderBook:
 
     def _now(self) -> int:
         return self._clock.now_ns()
+
+
+def _owned(fill: Fill, order: Order) -> Fill:
+    """Return `fill` with its order's strategy (when the venue left it out) and mode."""
+    if fill.strategy and fill.mode is order.mode:
+        return fill  # the venue said it all already: no copy
+    return replace(fill, strategy=fill.strategy or order.strategy, mode=order.mode)
 
 
 async def _call(listener: Callable[..., Awaitable[None] | None], *args: object) -> None:

@@ -111,6 +111,7 @@ class OrderManager:
         self._events: Any = None
         self._consumer: asyncio.Task[None] | None = None
         self._busy = False
+        self._applied = asyncio.Event()  # set after each batch of venue events (what `idle` waits on)
         risk.add_listener(self.on_risk_state)
 
     # -- accessors ---------------------------------------------------------------------------
@@ -212,6 +213,9 @@ class OrderManager:
                 queued = pending() if callable(pending) else 0
                 if not self._tasks and not self._busy and not queued:
                     return
+                if self._busy or queued:  # wait for the event task's next batch, without spinning
+                    self._applied.clear()
+                    await self._applied.wait()
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -292,7 +296,7 @@ class OrderManager:
         sending: list[Order] = []
         for order, price in zip(orders, expected, strict=True):
             cid = order.client_id
-            if book.lock(cid).locked() or book.orders[cid].status is not OrderStatus.NEW:
+            if book.locked(cid) or book.orders[cid].status is not OrderStatus.NEW:
                 alone[cid] = self._spawn(self._send(cid, price), f"send-{cid}")
                 continue
             decision = self._risk.check(book.orders[cid], book.risk_context, expected_price=price)
@@ -418,5 +422,6 @@ class OrderManager:
                 await self.book.apply_events(batch)
             finally:
                 self._busy = False
+                self._applied.set()
         if not self._closed:
             log.error("the event stream of %s ended: no fills or order updates until a restart", self.venue)

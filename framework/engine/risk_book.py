@@ -19,7 +19,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Final
 
-from framework.orders.model import Order, OrderStatus
+from framework.orders.model import ACTIVE_STATUSES, Order, OrderStatus
 from framework.risk.context import LastTrade
 
 __all__ = ["LiveRiskContext", "is_working"]
@@ -27,9 +27,12 @@ __all__ = ["LiveRiskContext", "is_working"]
 ZERO: Final = Decimal(0)
 
 
+_WORKING: Final = ACTIVE_STATUSES - {OrderStatus.NEW}
+
+
 def is_working(order: Order) -> bool:
     """Return whether `order` counts as working for the risk limits: sent (or being sent) and not terminal."""
-    return order.is_active and order.status is not OrderStatus.NEW
+    return order.status in _WORKING
 
 
 class LiveRiskContext:

@@ -74,7 +74,13 @@ class _Running:
 
 @dataclass
 class CloseReport:
-    """What one bar close did: the decisions, the intents and how long each step took."""
+    """What one bar close did: the decisions, the intents and how long each step took.
+
+    Times are `perf_counter_ns` values: `started_perf_ns` when the close was complete,
+    `signals_perf_ns[instance]` when its `signals()` returned, `submitted_perf_ns` when the first
+    instance's intents went to the order manager, `sent_perf_ns[instance]` when its orders were
+    answered (each instance's intents are sent as soon as they are sized).
+    """
 
     timeframe: str
     close_ns: int
@@ -85,6 +91,7 @@ class CloseReport:
     started_perf_ns: int = 0
     signals_perf_ns: dict[str, int] = field(default_factory=dict)
     submitted_perf_ns: int = 0
+    sent_perf_ns: dict[str, int] = field(default_factory=dict)
 
 
 class StrategyEngine:
@@ -96,6 +103,10 @@ class StrategyEngine:
     awaited first at every close with all of its bars (the runner feeds the paper venue there, all
     symbols at once, so sells free cash before buys spend it as in vectorbt), then `before_decide`
     before the decisions (the runner lets the venue's fills of that bar settle).
+
+    Decisions go to `sink` as soon as they are sized, those that arrived together in one
+    `submit_many`; `serial_sends` (the default without a decide process, i.e. replays and tests)
+    waits for each call before the next, live runners let them overlap.
     """
 
     def __init__(
@@ -114,6 +125,7 @@ class StrategyEngine:
         headroom: float = 1.5,
         workers: int = 4,
         decide_process: bool = False,
+        serial_sends: bool | None = None,
     ) -> None:
         self.sink = sink
         self.book = book
@@ -133,6 +145,7 @@ class StrategyEngine:
         self._report_listeners: list[Callable[[CloseReport], None]] = []
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rata-decide")
         self._process = DecideProcess() if decide_process else None
+        self.serial_sends = not decide_process if serial_sends is None else serial_sends
         self._lock = asyncio.Lock()
 
     # -- instances ---------------------------------------------------------------------------
@@ -270,42 +283,120 @@ class StrategyEngine:
             jobs = self._jobs(timeframe, close_ns)
             # Signals depend on the bars only, so they are computed while the venue's fills of this
             # bar are applied; sizing, which reads the positions those fills leave, waits for them.
-            deciding = asyncio.create_task(self._decide_all(jobs)) if jobs else None
+            # Decisions are then sized and sent as they arrive, not after all of them.
+            arrived: asyncio.Queue[tuple[int, Outcome, int] | None] = asyncio.Queue()
+            deciding = asyncio.create_task(self._decide_all(jobs, arrived.put_nowait)) if jobs else None
+            sends: list[asyncio.Task[list[tuple[int, list[Order]]]]] = []
             try:
+                await asyncio.sleep(0)  # the jobs reach the worker before the venue's fills take the loop
                 if self.on_close is not None:
                     await self.on_close(timeframe, close_ns, list(bars.values()))
                 if deciding is None:
                     return report
                 if self.before_decide is not None:
                     await self.before_decide()
-                results = await deciding
+                intents = await self._act_on_arrivals(report, jobs, arrived, sends, close_ns)
+                await deciding  # raises what the deciding raised
+                sent = dict(pair for done in await asyncio.gather(*sends) for pair in done)
             except BaseException:
                 if deciding is not None:
                     deciding.cancel()
                 raise
-            for (running, panel, window), (result, signalled_ns) in zip(jobs, results, strict=True):
-                if running.spec.state is not InstanceState.RUNNING:  # stopped meanwhile
-                    continue
-                if isinstance(result, str):
-                    report.disabled.append((running.spec.id, result))
-                    await self.set_state(running.spec.id, InstanceState.DISABLED, result)
-                    continue
-                report.signals_perf_ns[running.spec.id] = signalled_ns
-                report.decided.append(running.spec.id)
-                running.decisions += 1
-                running.last_decision_ns = close_ns
-                report.intents.extend(self._intents(running, panel, window, result, close_ns))
-            if report.intents:
-                report.submitted_perf_ns = time.perf_counter_ns()
-                report.orders = await self.sink.submit_many(report.intents)
+            report.decided = [r.spec.id for k, (r, _, _) in enumerate(jobs) if k in intents]
+            report.intents = [i for k in sorted(intents) for i in intents[k]]
+            report.orders = [o for k in sorted(sent) for o in sent[k]]
             for listener in self._report_listeners:
                 listener(report)
             return report
 
+    async def _act_on_arrivals(
+        self,
+        report: CloseReport,
+        jobs: Sequence[tuple[_Running, RollingPanel, Bars]],
+        arrived: asyncio.Queue[tuple[int, Outcome, int] | None],
+        sends: list[asyncio.Task[list[tuple[int, list[Order]]]]],
+        close_ns: int,
+    ) -> dict[int, list[OrderIntent]]:
+        """Size the decisions as they arrive and send them at once; return the intents by job.
+
+        Whatever has arrived by the time the loop gets to it goes to the sink in one `submit_many`
+        (one intent statement, one venue call): a decision that arrives alone is sent alone, at
+        once; forty that arrived while the bar's fills were being applied go out together, which
+        costs far less than forty calls. Decisions are acted on in the jobs' order (an answer that
+        overtakes an earlier one waits for it: the worker process answers in order anyway, threads
+        may not), so orders start out in the same sequence on every path. With `serial_sends`
+        (replay), a send also finishes before the next starts, so the venue accepts them in that
+        order too and a replay is repeatable to the order; live, they overlap.
+        """
+        intents: dict[int, list[OrderIntent]] = {}
+        early: dict[int, tuple[Outcome, int]] = {}
+        turn, finished = 0, False
+        while not finished:
+            items = [await arrived.get()]
+            while not arrived.empty():
+                items.append(arrived.get_nowait())
+            for item in items:
+                if item is None:
+                    finished = True
+                else:
+                    early[item[0]] = item[1:]
+            batch: list[tuple[int, list[OrderIntent]]] = []
+            while turn in early:
+                k, (result, signalled_ns) = turn, early.pop(turn)
+                turn += 1
+                sized = await self._size(report, jobs[k], result, signalled_ns, close_ns)
+                if sized is not None:
+                    intents[k] = sized
+                    if sized:
+                        batch.append((k, sized))
+            if batch:
+                report.submitted_perf_ns = report.submitted_perf_ns or time.perf_counter_ns()
+                sends.append(asyncio.create_task(self._send(report, jobs, batch)))
+                if self.serial_sends:
+                    await asyncio.wait([sends[-1]])
+        return intents
+
+    async def _size(
+        self,
+        report: CloseReport,
+        job: tuple[_Running, RollingPanel, Bars],
+        result: Outcome,
+        signalled_ns: int,
+        close_ns: int,
+    ) -> list[OrderIntent] | None:
+        """Return one decision's intents (None if the instance stopped meanwhile or failed: it is then disabled)."""
+        running, panel, window = job
+        if running.spec.state is not InstanceState.RUNNING:  # stopped meanwhile
+            return None
+        if isinstance(result, str):
+            report.disabled.append((running.spec.id, result))
+            await self.set_state(running.spec.id, InstanceState.DISABLED, result)
+            return None
+        report.signals_perf_ns[running.spec.id] = signalled_ns
+        running.decisions += 1
+        running.last_decision_ns = close_ns
+        return self._intents(running, panel, window, result, close_ns)
+
+    async def _send(
+        self,
+        report: CloseReport,
+        jobs: Sequence[tuple[_Running, RollingPanel, Bars]],
+        batch: Sequence[tuple[int, list[OrderIntent]]],
+    ) -> list[tuple[int, list[Order]]]:
+        """Send a batch of decisions' intents in one call; return each job's orders."""
+        orders = await self.sink.submit_many([i for _, sized in batch for i in sized])
+        answered = time.perf_counter_ns()
+        out, start = [], 0
+        for k, sized in batch:
+            out.append((k, orders[start : start + len(sized)]))
+            start += len(sized)
+            report.sent_perf_ns[jobs[k][0].spec.id] = answered
+        return out
+
     def _jobs(self, timeframe: str, close_ns: int) -> list[tuple[_Running, RollingPanel, Bars]]:
         """Return the running instances of `timeframe` with enough bars, each with its panel and window."""
-        windows: dict[tuple[str, tuple[str, ...]], Bars] = {}
-        jobs = []
+        ready: list[tuple[_Running, tuple[str, tuple[str, ...]]]] = []
+        rows: dict[tuple[str, tuple[str, ...]], int] = {}
         for running in self.instances.values():
             if running.spec.timeframe != timeframe or running.spec.state is not InstanceState.RUNNING:
                 continue
@@ -313,32 +404,49 @@ class StrategyEngine:
             panel = self.panels[key]
             if len(panel) < running.warmup + 1 or panel.last_time_ns != close_ns:
                 continue
-            if key not in windows:
-                windows[key] = panel.window()
-            jobs.append((running, panel, windows[key]))
-        return jobs
+            ready.append((running, key))
+            rows[key] = max(rows.get(key, 0), running.warmup + 2)
+        # One window per panel, as long as its longest warm-up needs (the contract: `signals()` on
+        # `warmup + 1` bars decides the last bar as on the whole history), not the panel's capacity,
+        # which grows by doubling: the indicators' work is proportional to the rows.
+        windows = {key: self.panels[key].window(n) for key, n in rows.items()}
+        return [(running, self.panels[key], windows[key]) for running, key in ready]
 
-    async def _decide_all(self, jobs: Sequence[tuple[_Running, RollingPanel, Bars]]) -> list[tuple[Outcome, int]]:
-        """Return every job's decision (or error) and when its `signals()` returned (`perf_counter_ns`), in order.
+    async def _decide_all(
+        self,
+        jobs: Sequence[tuple[_Running, RollingPanel, Bars]],
+        arrived: Callable[[tuple[int, Outcome, int] | None], None],
+    ) -> None:
+        """Hand `arrived((job index, decision or error, when its signals() returned))` each job's outcome as it comes.
 
-        In the worker process when there is one, else (and for what it leaves) in threads.
+        In the worker process when there is one, else (and for what it leaves) in threads; the
+        times are `perf_counter_ns` values. `arrived(None)` follows the last one (also on error).
         """
-        outcomes: dict[str, tuple[Outcome, int]] = {}
-        if self._process is not None:
-            by_window: dict[int, tuple[Bars, list[tuple[str, Strategy]]]] = {}
-            for running, _, window in jobs:
-                by_window.setdefault(id(window), (window, []))[1].append((running.spec.id, running.strategy))
-            for window, strategies in by_window.values():
-                done, _ = await self._process.decide(window, strategies, self.decision_timeout_s)
-                for instance_id, (outcome, finished_ns) in done.items():
+        try:
+            index = {r.spec.id: k for k, (r, _, _) in enumerate(jobs)}
+            answered: set[str] = set()
+            if self._process is not None:
+                by_window: dict[int, tuple[Bars, list[tuple[str, Strategy]]]] = {}
+                for running, _, window in jobs:
+                    by_window.setdefault(id(window), (window, []))[1].append((running.spec.id, running.strategy))
+
+                def tell(instance_id: str, outcome: Outcome, finished_ns: int) -> None:
                     if isinstance(outcome, str):
                         log.error("strategy instance %s disabled: %s", instance_id, outcome)
-                    outcomes[instance_id] = (outcome, finished_ns)
-        rest = [(r, w) for r, _, w in jobs if r.spec.id not in outcomes]
-        threaded = await asyncio.gather(*(self._decide_one(r, w) for r, w in rest))
-        for (running, _), timed in zip(rest, threaded, strict=True):
-            outcomes[running.spec.id] = timed
-        return [outcomes[r.spec.id] for r, _, _ in jobs]
+                    answered.add(instance_id)
+                    arrived((index[instance_id], outcome, finished_ns))
+
+                for window, strategies in by_window.values():
+                    await self._process.decide(window, strategies, self.decision_timeout_s, on_outcome=tell)
+            rest = [(k, r, w) for k, (r, _, w) in enumerate(jobs) if r.spec.id not in answered]
+
+            async def one(k: int, running: _Running, window: Bars) -> None:
+                outcome, finished_ns = await self._decide_one(running, window)
+                arrived((k, outcome, finished_ns))
+
+            await asyncio.gather(*(one(k, r, w) for k, r, w in rest))
+        finally:
+            arrived(None)
 
     async def _decide_one(self, running: _Running, window: Bars) -> tuple[Outcome, int]:
         loop = asyncio.get_running_loop()

@@ -91,6 +91,8 @@ class BarAggregator:
         self._instruments: dict[tuple[str, str], _Instrument] = {}
         self._by_venue: dict[str, dict[str, _Instrument]] = {}
         self.late_ticks = 0
+        self.opened: list[str] | None = None
+        """When a list (not None), the symbols whose shortest bar just opened are appended (the pipeline drains it)."""
         self.bars_emitted = 0
 
     def on_tick(self, tick: Tick) -> list[Bar]:
@@ -152,6 +154,8 @@ class BarAggregator:
             bar.pv = price * size
             bar.trades = 1
             state.floor_ns = bar.open_ns
+            if self.opened is not None:
+                self.opened.append(state.symbol)
         else:
             if price > bar.high:
                 bar.high = price
@@ -184,6 +188,29 @@ class BarAggregator:
     def open_bars(self) -> list[Bar]:
         """Return the bars still open, as they stand now (nothing is closed)."""
         return [self._bar(s, level) for s in self._instruments.values() for level in s.levels if level.trades]
+
+    def forming(self, symbol: str, timeframe: str) -> tuple[int, int, float] | None:
+        """Return `(open_ns, end_ns, open)` of `symbol`'s bar of `timeframe` in progress (None before its first trade).
+
+        The open is final from the bar's first trade on: the paper venue fills market orders at it
+        as soon as it is known (`PaperBroker.opens`), rather than when the whole bar has closed.
+        """
+        for states in self._by_venue.values():
+            state = states.get(symbol)
+            if state is None:
+                continue
+            levels = state.levels
+            for i, level in enumerate(levels):
+                if level.timeframe != timeframe:
+                    continue
+                if level.trades:
+                    return level.open_ns, level.end_ns, level.open
+                for lower in reversed(levels[:i]):  # not folded up yet: its oldest part is the highest non-empty
+                    if lower.trades:
+                        start = lower.open_ns - lower.open_ns % level.length
+                        return start, start + level.length, lower.open
+                return None
+        return None
 
     def _close_through(self, state: _Instrument, t: int | None) -> list[Bar]:
         closed: list[Bar] = []

@@ -79,6 +79,8 @@ class IngestPipeline:
     the live runner queues them for its strategy engine, so deciding never slows ingestion).
     `on_ticks(committed)` is called after each commit with its trades and their tick-to-commit
     latencies (`CommittedTicks`; the runner streams them to WebSocket clients and to its metrics).
+    `on_opens(symbols)` is called after each batch of trades with the symbols whose (shortest) bar
+    opened in it: the runner's paper venue fills the market orders that waited for that open.
 
     While the database is unreachable, batches go to `spool` (a `Spool` or its directory) and are
     written, oldest first, when it is back: ingestion never stops for the database.
@@ -122,10 +124,12 @@ class IngestPipeline:
         backoff_s: tuple[float, float] = (0.05, 2.0),
         on_bars: Callable[[list[Bar]], None] | None = None,
         on_ticks: Callable[[CommittedTicks], None] | None = None,
+        on_opens: Callable[[list[str]], object] | None = None,
     ) -> None:
         self._feed = feed
         self._on_bars = on_bars
         self._on_ticks = on_ticks
+        self._on_opens = on_opens
         if isinstance(database, asyncpg.Pool):
             self._pool: asyncpg.Pool | None = database
             self._connect: PoolFactory | None = None
@@ -258,6 +262,9 @@ class IngestPipeline:
     async def _consume(self, writer: BatchWriter) -> bool:
         check, check_batch = self._normaliser.check, self._normaliser.check_batch
         on_tick, on_batch = self._aggregator.on_tick, self._aggregator.on_batch
+        on_opens, opened = self._on_opens, None
+        if on_opens is not None:
+            opened = self._aggregator.opened = []
         offer = writer.offer
         feed = self._feed
         source = feed.batches() if isinstance(feed, BatchFeed) else feed.events()
@@ -274,6 +281,9 @@ class IngestPipeline:
                             await writer.put(bar)
                     if closed and self._on_bars is not None:
                         self._on_bars(closed)
+                    if opened and on_opens is not None:
+                        on_opens(opened[:])
+                        opened.clear()
                 seen += len(event)
             else:
                 accepted = check(event)
@@ -287,6 +297,9 @@ class IngestPipeline:
                                 await writer.put(bar)
                         if closed and self._on_bars is not None:
                             self._on_bars(closed)
+                        if opened and on_opens is not None:
+                            on_opens(opened[:])
+                            opened.clear()
                 seen += 1
             if self._stopping:
                 return False

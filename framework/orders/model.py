@@ -8,7 +8,8 @@ immutable; a state change produces a new `Order` (see `framework.orders.state`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
@@ -180,8 +181,51 @@ class Order:
         return self.quantity * self.side.sign
 
     def evolve(self, **changes: Any) -> Order:
-        """Return a copy with `changes` (validated like a new order)."""
-        return replace(self, **changes)
+        """Return a copy with `changes`, validated like a new order.
+
+        The order path evolves every order several times (submitted, accepted, each fill), so this
+        writes the new order's slots directly (`_copy_order`, through the slot descriptors) instead
+        of going through `dataclasses.replace` and `__init__`, and re-runs `__post_init__` only
+        when a field it checks changes (`_ORDER_CHECKED`): the checks read nothing else and `self`
+        passed them, so a copy that changes only other fields (status, fees, average price, fill
+        ids, times, ...) would pass them again.
+        """
+        new = _copy_order(self)
+        for name, value in changes.items():
+            setter = _ORDER_SLOT_SETTER.get(name)
+            if setter is None:
+                raise TypeError(f"Order has no field {name!r}")
+            setter(new, value)
+        if not _ORDER_CHECKED.isdisjoint(changes):
+            new.__post_init__()
+        return new
+
+
+_ORDER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Order))
+_ORDER_SLOT_SETTER: dict[str, Callable[[Order, Any], None]] = {
+    name: Order.__dict__[name].__set__ for name in _ORDER_FIELDS
+}
+"""Each field's slot descriptor setter: it writes the slot of a new, frozen, `Order` directly."""
+
+
+def _slot_copier(cls: type, names: tuple[str, ...]) -> Callable[[Any], Any]:
+    """Return a function that copies an instance of the slotted `cls` field by field, unrolled.
+
+    Generated like the `__init__` of `dataclasses` (one line per field): a loop over the fields
+    costs twice as much, and the order path copies every order six times.
+    """
+    setters = {f"_set_{name}": cls.__dict__[name].__set__ for name in names}
+    lines = [f"    _set_{name}(new, source.{name})" for name in names]
+    source = "def copy(source):\n    new = _new(_cls)\n" + "\n".join(lines) + "\n    return new\n"
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, **setters}
+    exec(source, namespace)  # the source is built above from the dataclass's own field names
+    copier: Callable[[Any], Any] = namespace["copy"]
+    return copier
+
+
+_copy_order: Callable[[Order], Order] = _slot_copier(Order, _ORDER_FIELDS)
+_ORDER_CHECKED = frozenset({"client_id", "quantity", "type", "limit_price", "filled", "cash_limit"})
+"""The fields `Order.__post_init__` validates (keep in step with it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,8 +245,7 @@ class Fill:
     mode: Mode = Mode.PAPER
 
     def __post_init__(self) -> None:
-        for name in ("quantity", "price"):
-            value = getattr(self, name)
+        for name, value in (("quantity", self.quantity), ("price", self.price)):
             if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
                 raise RejectedError(f"fill {name} must be a positive Decimal, got {value!r}")
         if not isinstance(self.fee, Decimal) or not self.fee.is_finite():

@@ -25,7 +25,7 @@ venue and trade id, the fills table's key), and sums PnL, exposure and equity pe
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Literal
 
@@ -117,15 +117,16 @@ class Position:
                 cost = self.cost_basis - released
                 avg = self.avg_price
             fees = self.fees + fill.fee
-        return replace(
-            self,
-            quantity=after,
-            avg_price=avg,
-            cost_basis=cost,
-            realised=realised,
-            fees=fees,
-            fill_count=self.fill_count + 1,
-            updated_ns=max(self.updated_ns, fill.time_ns),
+        return Position(
+            self.strategy,
+            self.symbol,
+            after,
+            avg,
+            cost,
+            realised,
+            fees,
+            self.fill_count + 1,
+            max(self.updated_ns, fill.time_ns),
         )
 
 
@@ -229,8 +230,8 @@ class PositionBook:
         otherwise: a missing price must not read as zero PnL).
         """
         realised = unrealised = fees = cash_flow = net = gross = ZERO
-        for position in self.positions(strategy):
-            with exact_arithmetic():
+        with exact_arithmetic():  # one block for the book; the positions' own blocks nest in it for free
+            for position in self.positions(strategy):
                 realised += position.realised
                 fees += position.fees
                 cash_flow += position.cash_flow

@@ -42,8 +42,9 @@ fee); the average price is the one division, rounded to 28 significant digits.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import threading
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import (
     ROUND_HALF_EVEN,
@@ -53,9 +54,10 @@ from decimal import (
     Inexact,
     InvalidOperation,
     Overflow,
-    localcontext,
+    getcontext,
+    setcontext,
 )
-from types import MappingProxyType
+from types import MappingProxyType, TracebackType
 from typing import Final, Literal, TypeAlias
 
 from framework.errors import IntegrityError, RejectedError
@@ -156,22 +158,65 @@ _FILLABLE: Final = frozenset(
 )
 _STATUS_KEPT_BY_FILLS: Final = frozenset({S.FILLED, S.CANCELLED, S.EXPIRED})
 
-_EXACT: Final = Context(prec=100, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
 _ROUNDED: Final = Context(prec=28, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
+_EXACT_TRAPS: Final = [InvalidOperation, DivisionByZero, Overflow, Inexact]
 
 
-@contextmanager
-def exact_arithmetic() -> Iterator[None]:
+class _ExactContext(Context):
+    """The context of `exact_arithmetic` (its own type, so a nested block sees it is exact already)."""
+
+
+_exact_contexts = threading.local()  # one exact context per thread, reused: blocks never interleave in a thread
+
+
+class _Exact:
+    """`exact_arithmetic`'s context manager: the thread's exact context, the caller's restored on the way out."""
+
+    __slots__ = ("_saved",)
+
+    def __enter__(self) -> None:
+        self._saved = getcontext()
+        context: _ExactContext | None = getattr(_exact_contexts, "context", None)
+        if context is None:
+            context = _exact_contexts.context = _ExactContext(prec=100, rounding=ROUND_HALF_EVEN, traps=_EXACT_TRAPS)
+        context.clear_flags()
+        setcontext(context)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        setcontext(self._saved)
+        _translate(kind, exc)
+
+
+class _Nested:
+    """`exact_arithmetic` inside an exact block: the context is exact already; only translate the error."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        _translate(kind, exc)
+
+
+_NESTED: Final = _Nested()
+
+
+def _translate(kind: type[BaseException] | None, exc: BaseException | None) -> None:
+    if kind is not None and issubclass(kind, Inexact):
+        raise IntegrityError("Decimal arithmetic on orders or positions would round") from exc
+
+
+def exact_arithmetic() -> AbstractContextManager[None]:
     """Run `Decimal` arithmetic that must not round; raise `IntegrityError` if it would.
 
     Money is added and multiplied here with 100 significant digits, far beyond any real quantity
-    or price, and with rounding trapped, so a sum of fills is the exact sum or an error.
+    or price, and with rounding trapped, so a sum of fills is the exact sum or an error. A block
+    inside another one keeps the outer block's context (entering it costs next to nothing), so a
+    caller may wrap a whole batch in one block around the per-operation ones. Keep the block to
+    synchronous code: a task created inside it would inherit the exact context.
     """
-    try:
-        with localcontext(_EXACT):
-            yield
-    except Inexact as exc:
-        raise IntegrityError("Decimal arithmetic on orders or positions would round") from exc
+    return _NESTED if type(getcontext()) is _ExactContext else _Exact()
 
 
 def divide(numerator: Decimal, denominator: Decimal) -> Decimal:
@@ -326,6 +371,14 @@ def apply_fill(order: Order, fill: Fill) -> FillResult:
 
 
 def _check_fill_matches(order: Order, fill: Fill) -> None:
+    if (
+        fill.client_id == order.client_id
+        and fill.venue == order.venue
+        and fill.symbol == order.symbol
+        and fill.side == order.side
+        and (not fill.strategy or fill.strategy == order.strategy)
+    ):
+        return
     mismatches = [
         f"{name} {theirs!r} != {ours!r}"
         for name, theirs, ours in (

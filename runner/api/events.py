@@ -207,4 +207,5 @@ class RunnerEvents:
             metrics.bar_close_to_order.labels(strategy).observe(max(0.0, close_to_order_s))
             signal = report.signals_perf_ns.get(strategy)
             if signal:
-                metrics.signal_to_broker.labels(broker).observe(max(0.0, (now_perf - signal) / 1e9))
+                sent = report.sent_perf_ns.get(strategy, now_perf)
+                metrics.signal_to_broker.labels(broker).observe(max(0.0, (sent - signal) / 1e9))

@@ -36,11 +36,14 @@ async def test_live_bars_stream_and_a_manual_order_fills_in_dev_mode(database, t
                 page = (await http.get("/api/v1/bars", params={"symbol": "SYN001", "timeframe": "1s"})).json()
             return page if page["items"] else None
 
+        async def sampled() -> str | None:  # feed counters are sampled every telemetry interval
+            async with api.client() as http:
+                metrics = (await http.get("/metrics")).text
+            return metrics if 'rata_ticks_received_total{feed="synthetic"}' in metrics else None
+
         page = await wait_for(stored)
-        async with api.client() as http:
-            metrics = (await http.get("/metrics")).text
+        assert await wait_for(sampled)
     assert page["items"][0]["venue"] == "SIM"
-    assert 'rata_ticks_received_total{feed="synthetic"}' in metrics
 
 
 def _committed_count(metrics: str) -> float:

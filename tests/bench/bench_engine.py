@@ -20,8 +20,9 @@ Also: ticks/s stored, CPU (the runner process, and its decide worker), peak RSS;
 the runner process (its event loop: ingestion and the order path), whose top entries are printed
 next to the table. The event loop is uvloop, as under `rata serve` and `rata run`.
 
-A second, clearly labelled setup trades the same way with longer windows (fewer signals, hence
-fewer orders per close), to show the engine's latency when the order flow is not the bottleneck.
+Two setups, same load otherwise: `stress` (short windows, ~1,600 orders per close, far beyond any
+venue's order rate limit for one account) and `typical` (windows of minutes, a few hundred orders
+per close); see `instances`.
 """
 
 from __future__ import annotations
@@ -98,24 +99,37 @@ class _Close:
         return cls(report.started_perf_ns, report.close_ns, len(report.decided), orders)
 
 
-def instances(longer: bool = False) -> list[StrategyConfig]:
-    """Return 40 instances of the shipped strategies, each over all 500 instruments (`longer`: longer windows)."""
+def instances(setup: str = "stress") -> list[StrategyConfig]:
+    """Return 40 instances of the shipped strategies, each over all 500 instruments.
+
+    `stress`: short windows (sma 5-9/20-30, rsi 3-4, bollinger 10-15 bars), about 1,600 orders per
+    1 s close, far more than any venue lets one account place (Binance: 100 orders per 10 s).
+    `typical`: windows of minutes (sma 30-34/120-130, rsi 10-11, bollinger 40-45), a few hundred.
+    """
     out = []
     for k in range(STRATEGIES):
         kind = k % 3
         if kind == 0:
-            fast, slow = (20 + k % 5, 45 + k % 11) if longer else (5 + k % 5, 20 + k % 11)
+            fast, slow = (30 + k % 5, 120 + k % 11) if setup == "typical" else (5 + k % 5, 20 + k % 11)
             name, params = "sma_cross", {"fast": fast, "slow": slow}
         elif kind == 1:
-            name, params = "rsi_reversion", {"window": (5 if longer else 3) + k % 2}
+            name, params = "rsi_reversion", {"window": (10 if setup == "typical" else 3) + k % 2}
         else:
-            name, params = "bollinger_breakout", {"window": (30 if longer else 10) + k % 6}
+            name, params = "bollinger_breakout", {"window": (40 if setup == "typical" else 10) + k % 6}
         out.append(
             StrategyConfig(
                 id=f"s{k:02d}-{name}", strategy=name, params=params, symbols=INSTRUMENTS, timeframe="1s", capital=1e6
             )
         )
     return out
+
+
+SETUPS = {
+    "stress": "sma 5-9/20-30, rsi 3-4, bollinger 10-15 bars",
+    "typical": "sma 30-34/120-130, rsi 10-11, bollinger 40-45 bars",
+}
+WARMUP_S = {"stress": 45.0, "typical": 150.0}
+"""Seconds before measuring: the longest warm-up (stress: rsi 10 x 4 bars; typical: sma 130 bars) and a few closes."""
 
 
 def percentiles(values_ns: list[int]) -> tuple[str, str, str]:
@@ -137,7 +151,7 @@ def _worker_cpu_s() -> float:
     return total
 
 
-async def measure(dsn: str, workdir: Path, seconds: float, profile: bool, longer: bool = False) -> dict[str, Any]:
+async def measure(dsn: str, workdir: Path, seconds: float, profile: bool, setup: str) -> dict[str, Any]:
     """Run the runner for `seconds` (after a warm-up) and return the measurements."""
     pool = await connect_dsn(dsn, min_size=2, max_size=10)
     await apply_migrations(pool)
@@ -149,7 +163,7 @@ async def measure(dsn: str, workdir: Path, seconds: float, profile: bool, longer
     config = RunConfig(
         runner=RunnerSection(mode="dev", cash=STRATEGIES * 1e6, snapshot_every_s=5.0),
         feed=FeedConfig(kind="synthetic", instruments=INSTRUMENTS, rate=RATE),
-        strategies=instances(longer),
+        strategies=instances(setup),
     )
     runner = Runner(config.check(), pool, feed, broker, clock, spool_dir=workdir / "spool")
     reports: list[_Close] = []
@@ -157,8 +171,7 @@ async def measure(dsn: str, workdir: Path, seconds: float, profile: bool, longer
     assert runner.engine is not None
     runner.engine.add_report_listener(lambda report: reports.append(_Close.of(report)))
     task = asyncio.create_task(runner.run())
-    warmup = 75.0 if longer else 45.0  # the longest warm-up (rsi: 10 x 4 bars, or 10 x 6) plus a few closes
-    await asyncio.sleep(warmup)
+    await asyncio.sleep(WARMUP_S[setup])
     reports.clear()
     broker.calls.clear()
     broker.wall.clear()
@@ -215,7 +228,7 @@ async def measure(dsn: str, workdir: Path, seconds: float, profile: bool, longer
     }
 
 
-async def _run(seconds: float, profile: bool, longer: bool = False) -> dict[str, Any]:
+async def _run(seconds: float, profile: bool, setup: str) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="rata-bench-engine-", dir=Path.cwd() / ".pytest-tmp-bench"))
     root.chmod(0o777)
     server = EmbeddedPostgres(root / "pgdata")
@@ -223,7 +236,7 @@ async def _run(seconds: float, profile: bool, longer: bool = False) -> dict[str,
     try:
         name, dsn = await scratch_database(server.dsn)
         try:
-            return await measure(dsn, root, seconds, profile, longer)
+            return await measure(dsn, root, seconds, profile, setup)
         finally:
             await drop_database(server.dsn, name)
     finally:
@@ -235,36 +248,36 @@ def run(console: Console, *, quick: bool) -> list[Any]:
     (Path.cwd() / ".pytest-tmp-bench").mkdir(exist_ok=True)
     (Path.cwd() / ".pytest-tmp-bench").chmod(0o777)
     load_at_start = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    seconds = 30.0 if quick else 180.0
-    result = run_loop(_run(seconds, profile=False))
-    profiled = run_loop(_run(20.0 if quick else 40.0, profile=True))
-    longer = None if quick else run_loop(_run(60.0, profile=False, longer=True))
+    stress = run_loop(_run(30.0 if quick else 180.0, profile=False, setup="stress"))
+    typical = None if quick else run_loop(_run(120.0, profile=False, setup="typical"))
+    profiled = run_loop(_run(20.0 if quick else 40.0, profile=True, setup="stress"))
     header = ("measure", "p50 ms", "p99 ms", "p99.9 ms", "target")
-    rows = _latency_rows(result)
-    setup = [
-        ("run", f"{result['seconds']:.0f} s measured after a 45 s warm-up, dev mode, uvloop"),
+    common = [
         ("load", f"{STRATEGIES} instances x {INSTRUMENTS} instruments, 1 s bars, synthetic {RATE:,.0f} ticks/s"),
-        *_flow_rows(result),
-        ("peak RSS", f"{result['rss_mib']:,.0f} MiB (target < 1 GiB)"),
-        ("disabled instances", ", ".join(result["disabled"]) or "none"),
         ("load average (1, 5, 15 min) before the runs", load_at_start),
-        *machine_rows(["vectorbt", "pandas", "asyncpg", "uvloop"]),
+        *machine_rows(["vectorbt", "pandas", "numba", "asyncpg", "uvloop"]),
     ]
-    tables: list[Any] = [rich_table("engine latency", header, rows), rich_table("setup", ("", ""), setup)]
-    longer_text = ""
-    if longer is not None:
-        longer_rows = _latency_rows(longer)
-        tables.append(rich_table("second setup: longer windows", header, longer_rows))
-        longer_text = (
-            "Second setup, longer windows (sma 20-24/45-55, rsi 5-6, bollinger 30-35: fewer signals, fewer "
-            f"orders per close), {longer['seconds']:.0f} s after a 75 s warm-up, same load otherwise:\n\n"
-            f"{markdown_table(header, longer_rows)}\n\n{markdown_table(('setup', ''), _flow_rows(longer))}\n\n"
+    tables: list[Any] = [rich_table("setup", ("", ""), common)]
+    body = f"{markdown_table(('setup', ''), common)}\n\n"
+    for name, result in (("stress", stress), ("typical", typical)):
+        if result is None:
+            continue
+        rows = _latency_rows(result)
+        flow = [
+            ("run", f"{result['seconds']:.0f} s measured after a {WARMUP_S[name]:.0f} s warm-up, dev mode, uvloop"),
+            ("windows", SETUPS[name]),
+            *_flow_rows(result),
+            ("peak RSS", f"{result['rss_mib']:,.0f} MiB (target < 1 GiB)"),
+            ("disabled instances", ", ".join(result["disabled"]) or "none"),
+        ]
+        tables += [rich_table(f"{name} setup: engine latency", header, rows), rich_table(name, ("", ""), flow)]
+        body += (
+            f"### {name.capitalize()} setup\n\n{markdown_table(header, rows)}\n\n{markdown_table(('', ''), flow)}\n\n"
         )
     if not quick:
-        body = (
-            f"{markdown_table(header, rows)}\n\n{markdown_table(('setup', ''), setup)}\n\n{longer_text}"
-            f"Profile (cProfile of the runner process, {profiled['seconds']:.0f} s of the main setup, top by own "
-            f"time; the decide worker is another process):\n\n```\n{profiled['profile']}\n```\n"
+        body += (
+            f"### Profile\n\ncProfile of the runner process, {profiled['seconds']:.0f} s of the stress setup, top by "
+            f"own time (the decide worker is another process):\n\n```\n{profiled['profile']}\n```\n"
         )
         update_section("## Live engine: 40 strategies x 500 instruments (issue: live trading engine)", body)
     tables.append(profiled["profile"] or "")

@@ -208,3 +208,37 @@ async def test_instances_are_stored_validated_and_reparameterised(database: Data
         InstanceSpec.create("bad", "no_such_strategy", ["X"])
     with pytest.raises(ParameterError):
         InstanceSpec.create("bad id!", "sma_cross", ["X"])
+
+
+class Slow(Crosses):
+    """Decides like `Crosses`, a quarter of a second later."""
+
+    def signals(self, data: Bars) -> Signals:
+        time.sleep(0.25)
+        return super().signals(data)
+
+
+class TimedRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[int] = []
+
+    async def submit_many(self, intents: Sequence[OrderIntent]) -> list[Order]:
+        self.times.append(time.perf_counter_ns())
+        return await super().submit_many(intents)
+
+
+async def test_a_decision_is_sent_as_it_arrives_without_waiting_for_slower_instances() -> None:
+    sink = TimedRecorder()
+    engine = StrategyEngine(sink, PositionBook(), INSTRUMENTS, serial_sends=False)
+    for id_, strategy in (("fast", Crosses(window=2)), ("slow", Slow(window=2))):
+        await engine.add(spec(id_, strategy), strategy=strategy)
+    reports = []
+    for t, price in enumerate([10.0, 10.0, 9.0, 12.0]):
+        reports += await engine.on_bars([bar(s, t + 1, price) for s in SYMBOLS])
+    (last,) = [r for r in reports if r.intents]
+    assert [[i.strategy for i in batch] for batch in sink.batches][-2:] == [["fast"] * 3, ["slow"] * 3]
+    assert sink.times[-2] < last.signals_perf_ns["slow"]  # fast's orders went out before slow had decided
+    assert last.decided == ["fast", "slow"]
+    assert set(last.sent_perf_ns) == {"fast", "slow"}
+    await engine.close()

@@ -110,3 +110,17 @@ def test_timeframes_are_validated():
     with pytest.raises(ParameterError):
         BarAggregator(())
     assert BarAggregator(("1h", "1m", "1m")).timeframes == ("1m", "1h")
+
+
+def test_the_bar_in_progress_and_its_open_are_known_from_its_first_trade():
+    agg = BarAggregator(("1s", "1m"))
+    agg.opened = []
+    assert agg.forming("AAA", "1s") is None
+    agg.on_tick(tick(59.2, 100.0, 1.0))
+    agg.on_tick(tick(59.5, 102.0, 2.0))
+    assert agg.forming("AAA", "1s") == (BASE + 59 * SECOND, BASE + 60 * SECOND, 100.0)
+    assert agg.forming("AAA", "1m") == (BASE, BASE + MINUTE, 100.0)
+    agg.on_tick(tick(60.1, 101.0, 3.0))  # closes second 59, opens second 60
+    assert agg.forming("AAA", "1s") == (BASE + 60 * SECOND, BASE + 61 * SECOND, 101.0)
+    assert agg.forming("BBB", "1s") is None
+    assert agg.opened == ["AAA", "AAA"]  # one per opened (shortest) bar
