@@ -102,7 +102,8 @@ async def _serve(config: RunConfig, settings: Settings, duration: float | None) 
         if duration is not None:
             loop.call_later(duration, runner.stop)
         await runner.run()
-        out.print(f"runner stopped ({runner.mode.value}); orders: {len(runner.orders.orders) if runner.orders else 0}")
+        placed = runner.orders.placed if runner.orders else 0
+        out.print(f"runner stopped ({runner.mode.value}); orders placed: {placed}")
 
 
 def _print_start(runner: Runner, ok: bool, reason: str) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
@@ -89,9 +90,18 @@ class LiveOrderBook:
     """Orders by client id, positions and risk aggregates of one venue and mode; see the module docstring."""
 
     def __init__(
-        self, store: OrderStore, clock: Clock, *, venue: str, mode: Mode, crash_hook: CrashHook | None = None
+        self,
+        store: OrderStore,
+        clock: Clock,
+        *,
+        venue: str,
+        mode: Mode,
+        crash_hook: CrashHook | None = None,
+        keep_ended: int = 20_000,
     ) -> None:
         self.store = store
+        self.keep_ended = keep_ended
+        self._ended: OrderedDict[str, None] = OrderedDict()  # ended orders in memory, oldest first
         self.journal = GroupCommit(store)
         self.venue = venue
         self.mode = mode
@@ -136,12 +146,26 @@ class LiveOrderBook:
             self._crash_hook(name)
 
     def put(self, order: Order) -> None:
-        """Replace an order in memory (no write: callers persist first) and keep the working counts."""
-        before = self.orders.get(order.client_id)
-        self.orders[order.client_id] = order
+        """Replace an order in memory (no write: callers persist first) and keep the working counts.
+
+        Ended orders stay in memory only for the newest `keep_ended` of them: a runner placing
+        thousands of orders a minute would otherwise grow without bound. An event for an order
+        evicted so is still applied (`order()` loads it back from the database, as after a restart).
+        """
+        client_id = order.client_id
+        before = self.orders.get(client_id)
+        self.orders[client_id] = order
         self.risk_context.order_changed(before, order)
         for listener in self._order_listeners:
             listener(before, order)
+        if not order.is_active:
+            self._ended[client_id] = None
+            self._ended.move_to_end(client_id)
+            while len(self._ended) > self.keep_ended:
+                oldest, _ = self._ended.popitem(last=False)
+                kept = self.orders.get(oldest)
+                if kept is not None and not kept.is_active and not self.locked(oldest):
+                    del self.orders[oldest]
 
     async def order(self, client_id: str) -> Order | None:
         """Return the order, loading it from the database when it is not in memory (e.g. ended before a restart)."""

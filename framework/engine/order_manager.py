@@ -111,6 +111,7 @@ class OrderManager:
         self._events: Any = None
         self._consumer: asyncio.Task[None] | None = None
         self._busy = False
+        self.placed = 0  # orders committed by this manager (the book keeps only the newest ended ones)
         self._applied = asyncio.Event()  # set after each batch of venue events (what `idle` waits on)
         risk.add_listener(self.on_risk_state)
 
@@ -118,7 +119,7 @@ class OrderManager:
 
     @property
     def orders(self) -> Mapping[str, Order]:
-        """Return the orders known in this run (the active ones loaded at start, and every one since), by client id."""
+        """Return the orders in memory by client id: the active ones and the newest ended ones (`LiveOrderBook.put`)."""
         return self.book.orders
 
     @property
@@ -233,6 +234,7 @@ class OrderManager:
         drafts = [self._draft(intent) for intent in batch]  # invalid intents refuse the batch before any write
         now = self._clock.now_ns()
         ids = await self.store.insert_intents(self._prefix, batch, venue=self.venue, mode=self.mode, time_ns=now)
+        self.placed += len(ids)
         orders = [d.evolve(client_id=cid, created_ns=now, updated_ns=now) for d, cid in zip(drafts, ids, strict=True)]
         for order in orders:
             self.book.put(order)
@@ -321,7 +323,7 @@ class OrderManager:
                     records.append((answer, f"venue answered {answer.status}"))
         await book.record(records)
         finished = {cid: await task for cid, task in alone.items()}
-        return [finished.get(o.client_id) or book.orders[o.client_id] for o in orders]
+        return [finished.get(o.client_id) or book.orders.get(o.client_id, o) for o in orders]
 
     async def _deliver(self, order: Order, failed: Exception | None = None) -> Order:
         """Send a submitted order, retrying 429s, and record the answer (`failed`: the first try's error, if known)."""

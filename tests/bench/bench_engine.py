@@ -207,7 +207,7 @@ async def measure(dsn: str, workdir: Path, seconds: float, profile: bool, setup:
     written = (pipeline.stats().ticks_written if pipeline else 0) - written_before
     runner.stop()
     await task
-    orders = runner.orders.orders if runner.orders else {}
+    placed = runner.orders.placed if runner.orders else 0
     signal_ns, complete_ns, period_ns = [], [], []
     decided_per_close = []
     for report in reports:
@@ -230,7 +230,7 @@ async def measure(dsn: str, workdir: Path, seconds: float, profile: bool, setup:
         "closes": len(reports),
         "decisions": sum(decided_per_close),
         "orders": len(signal_ns),
-        "all_orders": len(orders),
+        "all_orders": placed,
         "signal": percentiles(signal_ns),
         "complete": percentiles(complete_ns),
         "period": percentiles(period_ns),

@@ -247,3 +247,22 @@ async def test_a_client_id_the_venue_already_has_is_resolved_by_query(make_oms: 
     assert rig.manager.orders[taken].status is S.ACCEPTED
     assert venue_orders(rig.directory) == [first.client_id, taken]
     assert "already has this client id" in (await rig.manager.store.events(taken))[1].detail
+
+
+async def test_ended_orders_leave_memory_and_a_late_fill_on_an_evicted_one_is_still_applied(
+    oms: Rig, database: Database
+) -> None:
+    oms.manager.book.keep_ended = 1  # only the newest ended order stays in memory
+    await oms.feed(0, 100)
+    order = await oms.manager.submit(intent("buy", "5"))
+    oms.broker.faults.add(Fault(FaultKind.LATE_FILL))
+    assert (await oms.manager.cancel(order.client_id)).status is S.CANCELLED
+    other = await oms.manager.submit(intent("buy", "1"))
+    await oms.manager.cancel(other.client_id)
+    assert order.client_id not in oms.manager.orders  # evicted: the other one ended after it
+    await oms.feed(1, 100)  # the late fill of the evicted order: loaded back from the database, applied
+    late = oms.manager.orders[order.client_id]
+    assert (late.status, late.filled) == (S.CANCELLED, Decimal(5))
+    assert len(await stored_fills(database.pool)) == 1
+    assert oms.manager.positions.net_positions() == await oms.broker.positions() == {"X": Decimal(5)}
+    assert oms.manager.placed == 2
