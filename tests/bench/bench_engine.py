@@ -298,7 +298,9 @@ stress windows:
   venue batch, hand-written venue JSON, `OrderManager.idle` waiting on an event instead of spinning.
 
 The typical setup varies with the machine's other load: 46 / 152 ms (signal) and 88 / 190 ms
-(close) at p50 / p99 in the 18:19 run, 64 / 195 and 113 / 228 in the 18:33 one (load 1.7 at start).
+(close) at p50 / p99 in the 18:19 run, 64 / 195 and 113 / 228 in the 18:33 one (load 1.7 at start),
+69 / 357 and 123 / 405 in the 18:59 one (commit a051c0d, load 1.6 before it). Evicting ended
+orders from memory (a051c0d) took the peak RSS from 758 to 539 MiB (stress) and 854 to 600 (typical).
 
 What is left, per close (typical setup, ~280 orders): ~25 ms from the close to the decisions
 arriving (panel, pickling the window to the worker, 40 `signals()` on 132 x 500 bars, with the
