@@ -61,6 +61,20 @@ def _label(name: str) -> str:
     return name.replace("_", " ")
 
 
+def hidden_pane(chart: Any, css_class: str) -> pn.Column:
+    """Return `chart` in a hidden layout of its own with `css_class` (shown when there is something to draw).
+
+    A layout of its own: a Bokeh pane is its figure, which takes no Panel visibility or CSS class.
+    """
+    return pn.Column(
+        pn.pane.Bokeh(chart, sizing_mode="stretch_width"),
+        visible=False,
+        css_classes=[css_class],
+        sizing_mode="stretch_width",
+        margin=0,
+    )
+
+
 class IndicatorLines:
     """One place indicators are drawn on `fig`: a source named `name`, `SLOTS` line renderers and their legend."""
 
@@ -119,14 +133,7 @@ class IndicatorLayers:
         self.figure.xaxis.formatter = time_axis()
         self.figure.yaxis.axis_label = "indicators"
         self.oscillators = IndicatorLines(self.figure, "rata-live-oscillators")
-        # In a layout of its own: a Bokeh pane is its figure, which takes no Panel visibility or CSS class.
-        self.pane = pn.Column(
-            pn.pane.Bokeh(self.figure, sizing_mode="stretch_width"),
-            visible=False,
-            css_classes=["rata-pane"],
-            sizing_mode="stretch_width",
-            margin=0,
-        )
+        self.pane = hidden_pane(self.figure, "rata-pane")
 
     @property
     def count(self) -> int:

@@ -22,7 +22,7 @@ from bokeh.models import ColumnDataSource, DataRange1d, HoverTool, NumeralTickFo
 from bokeh.models.annotations import Title
 from bokeh.plotting import figure
 
-from dashboards.live_indicators import SLOTS, IndicatorLines
+from dashboards.live_indicators import SLOTS, IndicatorLines, hidden_pane
 from framework import BacktestResult, StrategyError
 
 __all__ = ["BacktestCharts"]
@@ -66,13 +66,7 @@ class BacktestCharts:
             x_axis_type="datetime", x_range=x_range, height=150, sizing_mode="stretch_width", tools=_TOOLS
         )
         self.oscillators = IndicatorLines(self.oscillator_figure, "rata-oscillators")
-        self.oscillator_pane = pn.Column(
-            pn.pane.Bokeh(self.oscillator_figure, sizing_mode="stretch_width"),
-            visible=False,
-            css_classes=["rata-oscillators-pane"],
-            sizing_mode="stretch_width",
-            margin=0,
-        )
+        self.oscillator_pane = hidden_pane(self.oscillator_figure, "rata-oscillators-pane")
         self.equity_figure = figure(
             x_axis_type="datetime",
             x_range=x_range,

@@ -153,7 +153,6 @@ class PaperBroker:
         self.path = Path(directory) / f"{account}.sqlite3"
         items = instruments.values() if isinstance(instruments, Mapping) else instruments
         self._instruments = {i.symbol: i for i in items}
-        self._sizes: dict[str, tuple[Decimal, Decimal]] = {}
         self._currency = currency
         self._clock: Clock = clock if clock is not None else WallClock()
         self._pricing = Pricing.of(self.model)
@@ -410,7 +409,7 @@ class PaperBroker:
         book = self._require_book()
         now = self._now()
         seq, venue_id = book.next_order()
-        reason = self._refusal(order)
+        reason = book.refusal(order)
         status = OrderStatus.REJECTED if reason else OrderStatus.ACCEPTED
         mark = book.marks.get(order.symbol)
         record = VenueOrder(
@@ -470,64 +469,9 @@ class PaperBroker:
         return events
 
     def _fill_at_open(self, records: list[VenueOrder], events: list[BrokerEvent]) -> None:
-        """Fill the just accepted market `records` whose bar is in progress at its open (see `opens`), sells first."""
-        opens = self.opens
-        if opens is None or not records or self.model.fill != "next_open":
-            return
-        book = self._require_book()
-        for record in sorted(records, key=lambda r: (r.order.side is OrderSide.BUY, r.seq)):
-            forming = opens(record.order.symbol)
-            if forming is None or not record.live:
-                continue
-            open_ns, end_ns, price = forming
-            if record.not_before_ns is not None and open_ns < record.not_before_ns:
-                continue  # the bar in progress is the one the order was decided on: it fills at the next
-            if end_ns <= record.accepted_ns or not math.isfinite(price) or price <= 0:
-                continue
-            book.execute(record, self._pricing.market(record.order.side, price), price, open_ns, events)
-
-    def _refusal(self, order: Order) -> str:
-        """Return why the venue refuses `order` at submit, or an empty string."""
-        instrument = self._instruments.get(order.symbol)
-        if self._instruments and instrument is None:
-            return f"unknown symbol {order.symbol}"
-        if instrument is not None:
-            step, tick = self._book_sizes(instrument)
-            if order.quantity % step != 0:
-                return f"quantity {order.quantity} is not a multiple of the lot size {step}"
-            if order.limit_price is not None and order.limit_price % tick != 0:
-                return f"limit price {order.limit_price} is not a multiple of the tick size {tick}"
-        if self.cash_policy == "reject" and order.side is OrderSide.BUY:
-            estimate = self._estimated_cost(order)
-            if estimate is not None:
-                book = self._require_book()
-                currency = book.currency_of(order.symbol)
-                reserved = sum(
-                    (self._estimated_cost(r.order) or ZERO)
-                    for r in book.live.values()
-                    if r.order.side is OrderSide.BUY and book.currency_of(r.order.symbol) == currency
-                )
-                free = book.balances.get(currency, ZERO) - reserved
-                if estimate > free:
-                    return f"insufficient cash: needs about {estimate:.2f} {currency}, {free:.2f} free"
-        return ""
-
-    def _book_sizes(self, instrument: Instrument) -> tuple[Decimal, Decimal]:
-        """Return an instrument's lot and tick size as `Decimal`s (worked out once per symbol)."""
-        sizes = self._sizes.get(instrument.symbol)
-        if sizes is None:
-            sizes = self._sizes[instrument.symbol] = (decimal_of(instrument.qty_step), decimal_of(instrument.tick_size))
-        return sizes
-
-    def _estimated_cost(self, order: Order) -> Decimal | None:
-        if order.limit_price is not None:
-            price = order.limit_price
-        elif (mark := self._require_book().marks.get(order.symbol)) is not None:
-            price = self._pricing.market(order.side, mark.close)
-        else:
-            return None
-        cost = self._pricing.cost(order.remaining, price)
-        return cost if order.cash_limit is None else min(cost, order.cash_limit)
+        """Fill the just accepted market `records` whose bar is in progress at its open (see `opens`)."""
+        if self.opens is not None and records and self.model.fill == "next_open":
+            self._require_book().fill_at_open(records, self.opens, events)
 
     def _match_bar(self, record: VenueOrder, bar: Bar, close_ns: int, events: list[BrokerEvent]) -> None:
         order = record.order

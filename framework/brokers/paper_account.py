@@ -11,7 +11,8 @@ reloaded from it, so the two never disagree.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Literal
@@ -60,7 +61,7 @@ class PaperAccount:
         self.order_seq = 0
         self.fill_seq = 0
         self.changes = Changeset()
-        self._steps: dict[str, Decimal] = {}
+        self._sizes: dict[str, tuple[Decimal, Decimal]] = {}  # lot and tick size by symbol, as Decimals
         self.load()
 
     def load(self) -> None:
@@ -164,10 +165,72 @@ class PaperAccount:
         instrument = self.instruments.get(order.symbol)
         if instrument is None:
             return step_of(order.quantity)
-        step = self._steps.get(order.symbol)
-        if step is None:
-            step = self._steps[order.symbol] = decimal_of(instrument.qty_step)
-        return step
+        return self.sizes(instrument)[0]
+
+    def sizes(self, instrument: Instrument) -> tuple[Decimal, Decimal]:
+        """Return an instrument's lot and tick size as `Decimal`s (worked out once per symbol)."""
+        sizes = self._sizes.get(instrument.symbol)
+        if sizes is None:
+            sizes = self._sizes[instrument.symbol] = (decimal_of(instrument.qty_step), decimal_of(instrument.tick_size))
+        return sizes
+
+    def refusal(self, order: Order) -> str:
+        """Return why the venue refuses `order` at submit, or an empty string."""
+        instrument = self.instruments.get(order.symbol)
+        if self.instruments and instrument is None:
+            return f"unknown symbol {order.symbol}"
+        if instrument is not None:
+            step, tick = self.sizes(instrument)
+            if order.quantity % step != 0:
+                return f"quantity {order.quantity} is not a multiple of the lot size {step}"
+            if order.limit_price is not None and order.limit_price % tick != 0:
+                return f"limit price {order.limit_price} is not a multiple of the tick size {tick}"
+        if self.cash_policy == "reject" and order.side is OrderSide.BUY:
+            estimate = self.estimated_cost(order)
+            if estimate is not None:
+                currency = self.currency_of(order.symbol)
+                reserved = sum(
+                    (self.estimated_cost(r.order) or ZERO)
+                    for r in self.live.values()
+                    if r.order.side is OrderSide.BUY and self.currency_of(r.order.symbol) == currency
+                )
+                free = self.balances.get(currency, ZERO) - reserved
+                if estimate > free:
+                    return f"insufficient cash: needs about {estimate:.2f} {currency}, {free:.2f} free"
+        return ""
+
+    def estimated_cost(self, order: Order) -> Decimal | None:
+        """Return what the rest of `order` would cost at its limit or the last mark (None without either)."""
+        if order.limit_price is not None:
+            price = order.limit_price
+        elif (mark := self.marks.get(order.symbol)) is not None:
+            price = self.pricing.market(order.side, mark.close)
+        else:
+            return None
+        cost = self.pricing.cost(order.remaining, price)
+        return cost if order.cash_limit is None else min(cost, order.cash_limit)
+
+    def fill_at_open(
+        self,
+        records: list[VenueOrder],
+        opens: Callable[[str], tuple[int, int, float] | None],
+        events: list[BrokerEvent],
+    ) -> None:
+        """Fill market `records` at the open of their bar in progress (`opens(symbol)`) when it is theirs, sells first.
+
+        Their bar is the first to open at or after `not_before_ns` and to close after acceptance,
+        as for `PaperBroker.on_bars`; the bar an order was decided on never fills it.
+        """
+        for record in sorted(records, key=lambda r: (r.order.side is OrderSide.BUY, r.seq)):
+            forming = opens(record.order.symbol)
+            if forming is None or not record.live:
+                continue
+            open_ns, end_ns, price = forming
+            if record.not_before_ns is not None and open_ns < record.not_before_ns:
+                continue
+            if end_ns <= record.accepted_ns or not math.isfinite(price) or price <= 0:
+                continue
+            self.execute(record, self.pricing.market(record.order.side, price), price, open_ns, events)
 
     def execute(
         self, record: VenueOrder, price: Decimal, slipped_from: float | None, time_ns: int, events: list[BrokerEvent]

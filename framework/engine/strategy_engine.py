@@ -302,9 +302,10 @@ class StrategyEngine:
                 if deciding is not None:
                     deciding.cancel()
                 raise
-            report.decided = [r.spec.id for k, (r, _, _) in enumerate(jobs) if k in intents]
-            report.intents = [i for k in sorted(intents) for i in intents[k]]
-            report.orders = [o for k in sorted(sent) for o in sent[k]]
+            # Acted on and sent in the jobs' order (`_act_on_arrivals`): the dicts are in that order.
+            report.decided = [jobs[k][0].spec.id for k in intents]
+            report.intents = [i for sized in intents.values() for i in sized]
+            report.orders = [o for orders in sent.values() for o in orders]
             for listener in self._report_listeners:
                 listener(report)
             return report

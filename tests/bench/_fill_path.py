@@ -38,8 +38,8 @@ from framework.instruments import Instrument
 from framework.orders.model import Mode, OrderSide
 from framework.risk.gateway import RiskManager
 from framework.risk.store import RiskStore
-from framework.storage import EmbeddedPostgres, apply_migrations, connect_dsn
-from runner.parity import drop_database, scratch_database
+from framework.storage import apply_migrations, connect_dsn
+from tests.bench._measure import scratch_postgres
 
 SYMBOLS = 500
 STRATEGIES = 40
@@ -195,16 +195,10 @@ async def _main(rounds: int, orders: int, profiled: int, dump: str | None, spin:
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir()
     base.chmod(0o777)
-    server = EmbeddedPostgres(base / "pgdata")
-    server.start()
     try:
-        name, dsn = await scratch_database(server.dsn)
-        try:
+        async with scratch_postgres(base) as dsn:
             await measure(dsn, base, rounds, orders, profiled, dump, spin)
-        finally:
-            await drop_database(server.dsn, name)
     finally:
-        server.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 

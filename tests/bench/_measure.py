@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import statistics
@@ -9,8 +10,9 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ __all__ = [
     "count_p50_p95_max",
     "import_breakdown",
     "peak_rss",
+    "scratch_postgres",
     "subprocess_json",
     "time_interleaved",
     "tracemalloc_peak",
@@ -159,3 +162,24 @@ def count_p50_p95_max(values: Sequence[float]) -> tuple[str, str, str, str]:
         return ("0", "-", "-", "-")
     arr = np.asarray(values)
     return (str(len(arr)), f"{np.percentile(arr, 50):.0f}", f"{np.percentile(arr, 95):.0f}", f"{arr.max():.0f}")
+
+
+@contextlib.asynccontextmanager
+async def scratch_postgres(root: Path) -> AsyncIterator[str]:
+    """Yield the DSN of a scratch database on an embedded PostgreSQL kept in `root` (dropped and stopped after).
+
+    `root` must be readable by the embedded server's user (benchmarks chmod it 0o777).
+    """
+    from framework.storage import EmbeddedPostgres
+    from runner.parity import drop_database, scratch_database
+
+    server = EmbeddedPostgres(root / "pgdata")
+    server.start()
+    try:
+        name, dsn = await scratch_database(server.dsn)
+        try:
+            yield dsn
+        finally:
+            await drop_database(server.dsn, name)
+    finally:
+        server.stop()

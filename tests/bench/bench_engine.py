@@ -53,10 +53,10 @@ from framework.execution import ExecutionModel
 from framework.feeds.synthetic import SyntheticFeed
 from framework.ingest.loop import run as run_loop
 from framework.orders.model import Order, OrderUpdate
-from framework.storage import EmbeddedPostgres, apply_migrations, connect_dsn
+from framework.storage import apply_migrations, connect_dsn
 from runner.config import FeedConfig, RunConfig, RunnerSection, StrategyConfig
-from runner.parity import drop_database, scratch_database
 from runner.service import Runner
+from tests.bench._measure import scratch_postgres
 from tests.bench._report import machine_rows, markdown_table, rich_table, update_section
 
 INSTRUMENTS = 500
@@ -247,16 +247,8 @@ async def measure(dsn: str, workdir: Path, seconds: float, profile: bool, setup:
 async def _run(seconds: float, profile: bool, setup: str) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="rata-bench-engine-", dir=Path.cwd() / ".pytest-tmp-bench"))
     root.chmod(0o777)
-    server = EmbeddedPostgres(root / "pgdata")
-    server.start()
-    try:
-        name, dsn = await scratch_database(server.dsn)
-        try:
-            return await measure(dsn, root, seconds, profile, setup)
-        finally:
-            await drop_database(server.dsn, name)
-    finally:
-        server.stop()
+    async with scratch_postgres(root) as dsn:
+        return await measure(dsn, root, seconds, profile, setup)
 
 
 NOTES = """
