@@ -44,7 +44,7 @@ from framework.errors import ParameterError, RejectedError
 from framework.events import Bar, Tick, ns_to_datetime
 from framework.execution import ExecutionModel
 from framework.feeds.base import Feed
-from framework.ingest.loop import settle_gc
+from framework.ingest.loop import FullCollections, settle_gc
 from framework.instruments import Instrument
 from framework.risk.gateway import RiskManager
 from framework.risk.limits import RiskLimits
@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 __all__ = ["Runner"]
 
 log = logging.getLogger(__name__)
+
+_COLLECT_AFTER_CLOSE_S = 0.1
 
 
 class Runner:
@@ -91,6 +93,7 @@ class Runner:
         self.engine: StrategyEngine | None = None
         self.reconciliation: ReconcileReport | None = None
         self.snapshots: EquitySnapshots | None = None
+        self.collections = FullCollections()
         self.closes: list[CloseReport] = []
         self.keep_reports = False
         self.halted_reason = ""
@@ -154,6 +157,7 @@ class Runner:
         )
         if self.mode.value != "replay":
             settle_gc()  # start-up's objects (pandas, vectorbt, strategies) live for good: out of the collector's walks
+            self.collections.start()  # and full collections between closes, not in the middle of one
         return report
 
     async def _create_configured(self, store: InstanceStore, venue: str) -> None:
@@ -222,6 +226,7 @@ class Runner:
         with contextlib.suppress(Exception):
             await self.feed.close()
         await self.broker.close()
+        self.collections.stop()
 
     # -- running --------------------------------------------------------------------------------
 
@@ -293,11 +298,12 @@ class Runner:
             await self.on_bars(bars)
 
     async def _close_timer(self) -> None:
-        """Decide closes whose bars are late (quiet symbols), on the clock."""
+        """Decide closes whose bars are late (quiet symbols), on the clock; collect garbage if no close did."""
         while True:
             await asyncio.sleep(0.05)
             if self.engine is not None:
                 await self.engine.on_time(self.clock.now_ns())
+            self.collections.collect_if_overdue()
 
     async def on_tick(self, tick: Tick) -> None:
         """Feed a trade to the venue (when it fills on ticks) and to the risk context."""
@@ -351,3 +357,6 @@ class Runner:
     def _on_close_report(self, report: CloseReport) -> None:
         if self.keep_reports:
             self.closes.append(report)
+        # The close's orders are answered: a full collection due now pauses nothing that waits.
+        # A moment later, so that the other report listeners and the close's tasks finish first.
+        asyncio.get_running_loop().call_later(_COLLECT_AFTER_CLOSE_S, self.collections.collect_if_due)

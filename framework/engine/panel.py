@@ -12,6 +12,7 @@ per-row Python work: a pandas concat/append per bar costs far more than copying 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -23,6 +24,8 @@ from framework.events import Bar
 from framework.instruments import Instrument
 
 __all__ = ["RollingPanel"]
+
+_TOKENS = itertools.count(1)
 
 
 class RollingPanel:
@@ -53,6 +56,7 @@ class RollingPanel:
         self._count = 0
         self._last_close = np.full(len(self.symbols), np.nan)
         self._columns = pd.Index(self.symbols, name="symbol")
+        self.token = next(_TOKENS)  # tells this panel from one that replaced it (the decide worker's copy)
 
     def __len__(self) -> int:
         return self._count
@@ -66,8 +70,12 @@ class RollingPanel:
         """Return the newest known close of `symbol` (NaN before its first bar)."""
         return float(self._last_close[self.column[symbol]])
 
-    def append(self, close_ns: int, bars: Mapping[str, Bar] | Sequence[Bar]) -> None:
-        """Add the row closing at `close_ns` from the bars received for it (others carried forward)."""
+    def last_closes(self) -> np.ndarray:
+        """Return the newest row's closes, one per symbol (a copy; NaN before a symbol's first bar)."""
+        return self._last_close.copy()
+
+    def _next_row(self, close_ns: int) -> int:
+        """Return the buffer row for the row closing at `close_ns`, moving the kept rows down when full."""
         last = self.last_time_ns
         if last is not None and close_ns <= last:
             raise DataError(f"panel row at {close_ns} is not after the newest row at {last}")
@@ -76,7 +84,16 @@ class RollingPanel:
             self._data[:, :keep] = self._data[:, self._end - keep : self._end]
             self._times[:keep] = self._times[self._end - keep : self._end]
             self._end = keep
-        row = self._end
+        return self._end
+
+    def _commit_row(self, row: int, close_ns: int) -> None:
+        self._times[row] = close_ns
+        self._end += 1
+        self._count = min(self._count + 1, self.capacity)
+
+    def append(self, close_ns: int, bars: Mapping[str, Bar] | Sequence[Bar]) -> None:
+        """Add the row closing at `close_ns` from the bars received for it (others carried forward)."""
+        row = self._next_row(close_ns)
         values = self._data[:, row]
         values[0:4] = self._last_close
         values[4] = np.where(np.isnan(self._last_close), np.nan, 0.0)
@@ -91,9 +108,31 @@ class RollingPanel:
             values[3, col] = bar.close
             values[4, col] = bar.volume
             self._last_close[col] = bar.close
-        self._times[row] = close_ns
-        self._end += 1
-        self._count = min(self._count + 1, self.capacity)
+        self._commit_row(row, close_ns)
+
+    def rows_after(self, time_ns: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Return the close times and the `(field, row, symbol)` values of the rows after `time_ns`.
+
+        `None` (every kept row) when `time_ns` is None; None when `time_ns` is not a kept row, so
+        that what came between is unknown (the caller then needs `rows_after(None)`).
+        """
+        start = self._end - self._count
+        times = self._times[start : self._end]
+        if time_ns is None:
+            first = 0
+        else:
+            first = int(np.searchsorted(times, time_ns, side="right"))
+            if first == 0 or times[first - 1] != time_ns:
+                return None
+        return times[first:].copy(), self._data[:, start + first : self._end].copy()
+
+    def append_rows(self, times: np.ndarray, values: np.ndarray) -> None:
+        """Append rows as `rows_after` returns them (another panel's rows, already carried forward)."""
+        for i, close_ns in enumerate(times.tolist()):
+            row = self._next_row(close_ns)
+            self._data[:, row] = values[:, i]
+            self._last_close[:] = values[3, i]
+            self._commit_row(row, close_ns)
 
     def append_frame(self, bars: Bars) -> None:
         """Append every row of a `Bars` panel (warm-up history), symbols matched by name."""

@@ -34,7 +34,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from framework.bars import Bars
-from framework.engine.decide_process import DecideProcess, Outcome
+from framework.engine.decide_process import DecideProcess, Outcome, PanelWindow
 from framework.engine.instances import InstanceSpec, InstanceState, InstanceStore
 from framework.engine.intents import OrderIntent
 from framework.engine.panel import RollingPanel
@@ -313,7 +313,7 @@ class StrategyEngine:
     async def _act_on_arrivals(
         self,
         report: CloseReport,
-        jobs: Sequence[tuple[_Running, RollingPanel, Bars]],
+        jobs: Sequence[tuple[_Running, RollingPanel, int]],
         arrived: asyncio.Queue[tuple[int, Outcome, int] | None],
         sends: list[asyncio.Task[list[tuple[int, list[Order]]]]],
         close_ns: int,
@@ -360,13 +360,13 @@ class StrategyEngine:
     async def _size(
         self,
         report: CloseReport,
-        job: tuple[_Running, RollingPanel, Bars],
+        job: tuple[_Running, RollingPanel, int],
         result: Outcome,
         signalled_ns: int,
         close_ns: int,
     ) -> list[OrderIntent] | None:
         """Return one decision's intents (None if the instance stopped meanwhile or failed: it is then disabled)."""
-        running, panel, window = job
+        running, panel, _ = job
         if running.spec.state is not InstanceState.RUNNING:  # stopped meanwhile
             return None
         if isinstance(result, str):
@@ -376,12 +376,12 @@ class StrategyEngine:
         report.signals_perf_ns[running.spec.id] = signalled_ns
         running.decisions += 1
         running.last_decision_ns = close_ns
-        return self._intents(running, panel, window, result, close_ns)
+        return self._intents(running, panel, result, close_ns)
 
     async def _send(
         self,
         report: CloseReport,
-        jobs: Sequence[tuple[_Running, RollingPanel, Bars]],
+        jobs: Sequence[tuple[_Running, RollingPanel, int]],
         batch: Sequence[tuple[int, list[OrderIntent]]],
     ) -> list[tuple[int, list[Order]]]:
         """Send a batch of decisions' intents in one call; return each job's orders."""
@@ -394,8 +394,8 @@ class StrategyEngine:
             report.sent_perf_ns[jobs[k][0].spec.id] = answered
         return out
 
-    def _jobs(self, timeframe: str, close_ns: int) -> list[tuple[_Running, RollingPanel, Bars]]:
-        """Return the running instances of `timeframe` with enough bars, each with its panel and window."""
+    def _jobs(self, timeframe: str, close_ns: int) -> list[tuple[_Running, RollingPanel, int]]:
+        """Return the running instances of `timeframe` with enough bars, each with its panel and window length."""
         ready: list[tuple[_Running, tuple[str, tuple[str, ...]]]] = []
         rows: dict[tuple[str, tuple[str, ...]], int] = {}
         for running in self.instances.values():
@@ -410,12 +410,11 @@ class StrategyEngine:
         # One window per panel, as long as its longest warm-up needs (the contract: `signals()` on
         # `warmup + 1` bars decides the last bar as on the whole history), not the panel's capacity,
         # which grows by doubling: the indicators' work is proportional to the rows.
-        windows = {key: self.panels[key].window(n) for key, n in rows.items()}
-        return [(running, self.panels[key], windows[key]) for running, key in ready]
+        return [(running, self.panels[key], rows[key]) for running, key in ready]
 
     async def _decide_all(
         self,
-        jobs: Sequence[tuple[_Running, RollingPanel, Bars]],
+        jobs: Sequence[tuple[_Running, RollingPanel, int]],
         arrived: Callable[[tuple[int, Outcome, int] | None], None],
     ) -> None:
         """Hand `arrived((job index, decision or error, when its signals() returned))` each job's outcome as it comes.
@@ -427,9 +426,10 @@ class StrategyEngine:
             index = {r.spec.id: k for k, (r, _, _) in enumerate(jobs)}
             answered: set[str] = set()
             if self._process is not None:
-                by_window: dict[int, tuple[Bars, list[tuple[str, Strategy]]]] = {}
-                for running, _, window in jobs:
-                    by_window.setdefault(id(window), (window, []))[1].append((running.spec.id, running.strategy))
+                by_window: dict[int, tuple[PanelWindow, list[tuple[str, Strategy]]]] = {}
+                for running, panel, length in jobs:
+                    group = by_window.setdefault(panel.token, (PanelWindow(panel, length), []))
+                    group[1].append((running.spec.id, running.strategy))
 
                 def tell(instance_id: str, outcome: Outcome, finished_ns: int) -> None:
                     if isinstance(outcome, str):
@@ -439,13 +439,16 @@ class StrategyEngine:
 
                 for window, strategies in by_window.values():
                     await self._process.decide(window, strategies, self.decision_timeout_s, on_outcome=tell)
-            rest = [(k, r, w) for k, (r, _, w) in enumerate(jobs) if r.spec.id not in answered]
+            windows: dict[int, Bars] = {}  # built once per panel, and only for what the threads decide
+            for _, panel, length in jobs:
+                if panel.token not in windows and any(r.spec.id not in answered for r, p, _ in jobs if p is panel):
+                    windows[panel.token] = panel.window(length)
 
-            async def one(k: int, running: _Running, window: Bars) -> None:
-                outcome, finished_ns = await self._decide_one(running, window)
+            async def one(k: int, running: _Running, panel: RollingPanel) -> None:
+                outcome, finished_ns = await self._decide_one(running, windows[panel.token])
                 arrived((k, outcome, finished_ns))
 
-            await asyncio.gather(*(one(k, r, w) for k, r, w in rest))
+            await asyncio.gather(*(one(k, r, p) for k, (r, p, _) in enumerate(jobs) if r.spec.id not in answered))
         finally:
             arrived(None)
 
@@ -465,7 +468,7 @@ class StrategyEngine:
         return error, time.perf_counter_ns()
 
     def _intents(
-        self, running: _Running, panel: RollingPanel, window: Bars, decision: DecisionArrays, close_ns: int
+        self, running: _Running, panel: RollingPanel, decision: DecisionArrays, close_ns: int
     ) -> list[OrderIntent]:
         spec = running.spec
         ctx = SizingContext(
@@ -474,7 +477,7 @@ class StrategyEngine:
             capital=Decimal(spec.capital),
             symbols=spec.symbols,
             instruments=self.instruments,
-            closes=window.close.to_numpy()[-1],
+            closes=panel.last_closes(),
             book=self.book,
             model=self.model,
             decision_ns=close_ns,

@@ -197,6 +197,10 @@ class PositionBook:
         """Return the position of `strategy` in `symbol` (flat if it never traded it)."""
         return self._positions.get(strategy, {}).get(symbol) or Position(strategy, symbol)
 
+    def held(self, strategy: str) -> Iterable[Position]:
+        """Return the positions of `strategy` in no particular order (a view: for summing, not keeping)."""
+        return self._positions.get(strategy, {}).values()
+
     def positions(self, strategy: str | None = None, *, open_only: bool = False) -> list[Position]:
         """Return the positions of `strategy` (default: all), sorted by strategy and symbol."""
         names = [strategy] if strategy is not None else sorted(self._positions)

@@ -181,9 +181,10 @@ async def measure(dsn: str, workdir: Path, seconds: float, profile: bool, setup:
     )
     runner = Runner(config.check(), pool, feed, broker, clock, spool_dir=workdir / "spool")
     reports: list[_Close] = []
+    measuring = [True]  # closes decided after the measured window (while the runner stops) are not counted
     await runner.start()
     assert runner.engine is not None
-    runner.engine.add_report_listener(lambda report: reports.append(_Close.of(report)))
+    runner.engine.add_report_listener(lambda report: measuring[0] and reports.append(_Close.of(report)))
     task = asyncio.create_task(runner.run())
     await asyncio.sleep(WARMUP_S[setup])
     reports.clear()
@@ -198,6 +199,7 @@ async def measure(dsn: str, workdir: Path, seconds: float, profile: bool, setup:
         profiler.enable()
     peak = asyncio.create_task(_peak_rss(seconds))
     await asyncio.sleep(seconds)
+    measuring[0] = False
     if profiler:
         profiler.disable()
     rss = await peak

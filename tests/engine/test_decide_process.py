@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from framework import Bars, Signals, Strategy
-from framework.engine.decide_process import DecideProcess
+from framework.engine.decide_process import DecideProcess, PanelWindow
+from framework.engine.panel import RollingPanel
 from framework.engine.strategy_engine import StrategyEngine
 from framework.orders.positions import PositionBook
 from framework.strategy import DecisionArrays
-from tests.engine.test_strategy_engine import INSTRUMENTS, Crosses, Raises, Recorder, Sleeps, bar, spec
+from tests.engine.test_strategy_engine import INSTRUMENTS, SECOND, Crosses, Raises, Recorder, Sleeps, bar, spec
 
 PRICES = {"A": [10, 10, 10, 9, 12, 13], "B": [5, 5, 5, 5, 5, 5], "C": [7, 7, 7, 6, 5, 4]}
 
@@ -92,3 +93,44 @@ async def test_an_engine_deciding_in_a_process_sends_what_one_deciding_in_thread
         intents.append([i for batch in sink.batches for i in batch])
     assert intents[0] == intents[1]
     assert intents[0]  # the scenario trades
+
+
+async def test_the_worker_keeps_a_copy_of_the_panel_and_gets_only_the_new_rows(worker: DecideProcess) -> None:
+    """After the first job a close sends one row; a restarted worker and a replacing panel get it whole."""
+    sent: list[tuple[str, int]] = []
+    message_of = worker._window_message
+
+    def recorded(window: Bars | PanelWindow) -> object:
+        message = message_of(window)
+        update = message[3]  # type: ignore[index]
+        sent.append((update[0], len(update[-2])))
+        return message
+
+    worker._window_message = recorded  # type: ignore[method-assign]
+    strategy = Crosses(window=2)
+    rolling = RollingPanel(["A", "B", "C"], 4, timeframe="1s")
+
+    async def decide_next(t: int, panel: RollingPanel) -> None:
+        panel.append(t * SECOND, [bar(s, t, float(PRICES[s][t % 6]) + t) for s in ("A", "B", "C")])
+        if len(panel) < 3:
+            return
+        outcomes, left = await worker.decide(PanelWindow(panel, 3), [("x", strategy)], 5.0)
+        assert left == []
+        decision, _ = outcomes["x"]
+        assert isinstance(decision, DecisionArrays)
+        expected = strategy.decide_arrays(panel.window(3))
+        for name, values in expected.arrays.items():
+            assert np.array_equal(decision.arrays[name], values[-1:]), (t, name)
+
+    for t in range(1, 9):
+        await decide_next(t, rolling)
+    assert sent == [("whole", 3)] + [("rows", 1)] * 5
+    worker._restart("a test restarts it")
+    await started(worker)
+    await decide_next(9, rolling)
+    assert sent[-1] == ("whole", 4)  # the new worker has nothing: the panel's kept rows
+    wider = RollingPanel(["A", "B", "C"], 8, timeframe="1s")  # as when a warm-up grows past the capacity
+    wider.append_rows(*(rolling.rows_after(None) or ()))
+    for t in range(10, 13):
+        await decide_next(t, wider)
+    assert sent[-3:] == [("whole", 5), ("rows", 1), ("rows", 1)]
