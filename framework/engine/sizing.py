@@ -25,7 +25,7 @@ The rules are `framework.execution`'s, applied at a bar close with what is known
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Protocol
 
@@ -51,6 +51,10 @@ class PositionSource(Protocol):
         """Return the position of `strategy` in `symbol`."""
         ...
 
+    def held(self, strategy: str) -> Iterable[Position]:
+        """Return the positions of `strategy` (any order; flat ones may be among them)."""
+        ...
+
 
 class SizingContext:
     """What sizing needs about one instance at one bar close."""
@@ -67,6 +71,7 @@ class SizingContext:
         model: ExecutionModel,
         decision_ns: int,
         headroom: float = 1.5,
+        columns: Mapping[str, int] | None = None,
     ) -> None:
         self.instance = instance
         self.venue = venue
@@ -78,10 +83,22 @@ class SizingContext:
         self.model = model
         self.decision_ns = decision_ns
         self.headroom = headroom
+        self.columns = columns if columns is not None else {s: i for i, s in enumerate(self.symbols)}
+        """Each symbol's column (the engine passes its panel's, built once)."""
 
     def position(self, symbol: str) -> Position:
         """Return the instance's position in `symbol`."""
         return self.book.position(self.instance, symbol)
+
+    def held_columns(self) -> np.ndarray:
+        """Return a mask of the columns where the instance holds a position (long or short)."""
+        mask = np.zeros(len(self.symbols), dtype=bool)
+        columns = self.columns
+        for position in self.book.held(self.instance):
+            col = columns.get(position.symbol)
+            if col is not None and position.quantity:
+                mask[col] = True
+        return mask
 
     def step(self, symbol: str) -> Decimal:
         """Return the quantity step of `symbol`."""
@@ -132,21 +149,21 @@ def signal_intents(ctx: SizingContext, decision: DecisionArrays, row: int = -1) 
     short_out = arrays["short_exits"][row] if "short_exits" in arrays else false
     sleeve = ctx.capital / n
     model = ctx.model
+    # vectorbt's conflict rules: an entry and an exit of one side cancel out, as do both entries
+    long_in, long_out = long_in & ~long_out, long_out & ~long_in
+    short_in, short_out = short_in & ~short_out, short_out & ~short_in
+    long_in, short_in = long_in & ~short_in, short_in & ~long_in
     out: list[OrderIntent] = []
-    for col in np.flatnonzero(long_in | long_out | short_in | short_out).tolist():  # the rest has nothing to do
+    # The rest has nothing to do. An exit signal is common (a whole side of the universe may be
+    # "above its mean" on every bar) and means something only where a position is held.
+    for col in np.flatnonzero(long_in | short_in | ((long_out | short_out) & ctx.held_columns())).tolist():
         symbol = ctx.symbols[col]
-        le, lx, se, sx = bool(long_in[col]), bool(long_out[col]), bool(short_in[col]), bool(short_out[col])
-        if le and lx:
-            le = lx = False
-        if se and sx:
-            se = sx = False
-        if le and se:
-            le = se = False
-        close = float(ctx.closes[col])
-        if not (le or lx or se or sx) or not math.isfinite(close) or close <= 0:
-            continue
         position = ctx.position(symbol)
         held = position.quantity
+        le, lx, se, sx = bool(long_in[col]), bool(long_out[col]), bool(short_in[col]), bool(short_out[col])
+        close = float(ctx.closes[col])
+        if not math.isfinite(close) or close <= 0:
+            continue
         cash = sleeve + position.cash_flow
         step = ctx.step(symbol)
         if held > 0 and se:

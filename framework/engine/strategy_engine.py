@@ -482,6 +482,7 @@ class StrategyEngine:
             model=self.model,
             decision_ns=close_ns,
             headroom=self.headroom,
+            columns=panel.column,
         )
         if decision.kind == "weights":
             return weight_intents(ctx, decision)
