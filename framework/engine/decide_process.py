@@ -34,7 +34,6 @@ import os
 import pickle
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -134,7 +133,8 @@ class DecideProcess:
         self._inbox: Connection | None = None  # the worker's answers
         self._outbox: Connection | None = None  # its jobs
         self._ready = False
-        self._answers: asyncio.Queue[tuple[object, ...] | None] | None = None  # filled by a reader thread
+        self._answers: asyncio.Queue[tuple[object, ...] | None] | None = None  # filled as the loop reads them
+        self._reading: tuple[asyncio.AbstractEventLoop, int] | None = None  # the loop watching the answers' pipe
         self._job = 0
         # panel key -> (token, close time of the newest row) of the worker's copy
         self._synced: dict[tuple[str | None, tuple[str, ...]], tuple[int, int | None]] = {}
@@ -263,29 +263,29 @@ class DecideProcess:
         return ("panel", key, panel.token, update, window.length)
 
     def _listen(self, inbox: Connection) -> asyncio.Queue[tuple[object, ...] | None]:
-        """Start a thread that hands every answer of the worker to the event loop (`None` once it exits).
+        """Hand every answer of the worker to the event loop as it comes (`None` once the worker exits).
 
-        One reader for the worker's life: an answer read is never lost when a caller gives up
-        waiting for it (it is then skipped by its job id).
+        The loop itself reads the pipe when it is readable (`add_reader`), every answer waiting at
+        once. A reader thread would first have to win the GIL from the busy loop (up to the 5 ms
+        switch interval for each answer) and then wake the loop. One reader for the worker's life:
+        an answer read is never lost when a caller gives up waiting for it (it is then skipped by
+        its job id).
         """
         loop = asyncio.get_running_loop()
         answers: asyncio.Queue[tuple[object, ...] | None] = asyncio.Queue()
+        fd = inbox.fileno()
 
-        def read() -> None:
-            while True:
-                try:
-                    answer = inbox.recv()
-                except (EOFError, OSError, TypeError):
-                    answer = None
-                try:
-                    loop.call_soon_threadsafe(answers.put_nowait, answer)
-                except RuntimeError:  # the loop is closed
-                    return
-                if answer is None:
-                    return
+        def readable() -> None:
+            try:
+                while inbox.poll():
+                    answers.put_nowait(inbox.recv())
+            except (EOFError, OSError, TypeError):
+                loop.remove_reader(fd)
+                self._reading = None
+                answers.put_nowait(None)
 
-        threading.Thread(target=read, name="rata-decide-reader", daemon=True).start()
-        self._answers = answers
+        loop.add_reader(fd, readable)
+        self._answers, self._reading = answers, (loop, fd)
         return answers
 
     def _restart(self, why: str) -> None:
@@ -300,6 +300,11 @@ class DecideProcess:
     def _stop(self, *, kill: bool) -> None:
         process, inbox, outbox = self._process, self._inbox, self._outbox
         self._process, self._inbox, self._outbox, self._ready, self._answers = None, None, None, False, None
+        if self._reading is not None:
+            loop, fd = self._reading
+            self._reading = None
+            if not loop.is_closed():
+                loop.remove_reader(fd)
         if outbox is not None:
             if not kill:
                 try:
