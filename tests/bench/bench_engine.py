@@ -29,6 +29,7 @@ per close); see `instances`.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import cProfile
 import io
@@ -165,6 +166,22 @@ async def _peak_rss(seconds: float) -> int:
     return peak
 
 
+CLOSE_WINDOW_NS = 100_000_000
+"""A round trip sent this soon after a close was complete counts as during the close."""
+
+
+async def _probe_round_trips(pool: Any, out: list[tuple[int, int]]) -> None:
+    """Time a `SELECT 1` on the runner's pool every 13 ms: what any commit before a send waits for at least.
+
+    13 ms, prime to the 1 s closes, so that the probes fall on every phase of the second.
+    """
+    while True:
+        await asyncio.sleep(0.013)
+        sent = time.perf_counter_ns()
+        await pool.fetchval("SELECT 1")
+        out.append((sent, time.perf_counter_ns() - sent))
+
+
 async def measure(dsn: str, workdir: Path, seconds: float, profile: bool, setup: str) -> dict[str, Any]:
     """Run the runner for `seconds` (after a warm-up) and return the measurements."""
     pool = await connect_dsn(dsn, min_size=2, max_size=10)
@@ -198,8 +215,11 @@ async def measure(dsn: str, workdir: Path, seconds: float, profile: bool, setup:
     if profiler:
         profiler.enable()
     peak = asyncio.create_task(_peak_rss(seconds))
+    round_trips: list[tuple[int, int]] = []
+    probing = asyncio.create_task(_probe_round_trips(pool, round_trips))
     await asyncio.sleep(seconds)
     measuring[0] = False
+    probing.cancel()
     if profiler:
         profiler.disable()
     rss = await peak
@@ -221,6 +241,11 @@ async def measure(dsn: str, workdir: Path, seconds: float, profile: bool, setup:
             signal_ns.append(call - signalled_ns)
             complete_ns.append(call - report.started_perf_ns)
             period_ns.append(broker.wall[client_id] - report.close_ns)
+    starts = sorted(r.started_perf_ns for r in reports)
+    in_close, between = [], []
+    for sent_ns, took_ns in round_trips:
+        k = bisect.bisect_right(starts, sent_ns) - 1
+        (in_close if k >= 0 and sent_ns - starts[k] < CLOSE_WINDOW_NS else between).append(took_ns)
     stats = None
     if profiler:
         buffer = io.StringIO()
@@ -242,6 +267,8 @@ async def measure(dsn: str, workdir: Path, seconds: float, profile: bool, setup:
         "rss_mib": rss / 2**20,
         "median_decided": statistics.median(decided_per_close) if decided_per_close else 0,
         "profile": stats,
+        "round_trip_close": percentiles(in_close),
+        "round_trip_between": percentiles(between),
         "disabled": [r.spec.id for r in runner.engine.instances.values() if r.spec.state.value == "disabled"],
     }
 
@@ -263,50 +290,58 @@ then sized as it arrives, and the decisions that arrived together go to the orde
 call (intents committed in one statement, risk-checked, handed to the venue, acknowledgements
 group-committed).
 
-Session 4 (2026-11-27 18:33 UTC, commit 923e632) against session 3 (15:54 UTC, commit 6d20905),
-stress windows:
+| p50 / p99 / p99.9 ms | session 3 | session 4 (18:59) | session 5 (20:19, before the last two changes) |
+|---|---|---|---|
+| stress: signal -> broker call | 229 / 814 / 1,060 | 136 / 329 / 411 | 111 / 215 / 258 |
+| stress: close complete -> broker call | 756 / 1,417 / 1,460 | 164 / 368 / 441 | 131 / 256 / 312 |
+| typical: signal -> broker call | | 69 / 357 / 375 | 55 / 100 / 108 |
+| typical: close complete -> broker call | | 123 / 405 / 405 | 91 / 145 / 174 |
 
-| | session 3 | session 4 |
-|---|---|---|
-| signal -> broker call, p50 / p99 / p99.9 ms | 229 / 814 / 1,060 | 111 / 460 / 654 |
-| close complete -> broker call, p50 / p99 / p99.9 ms | 756 / 1,417 / 1,460 | 137 / 485 / 678 |
-| closes decided | 171 of 180 | 180 of 180 |
-| the 40 `signals()` of a close (decide worker CPU) | ~400 ms | ~10 ms (64 rows), ~25 ms (132 rows) |
+Session 4: indicators as whole-panel numba kernels (`framework/kernels.py`, pandas' arithmetic
+bit for bit, 37x faster); decisions sized and sent as they arrive, those that arrived together in
+one call; the paper venue fills at the bar's open as soon as that open is known; the order path
+1.6x cheaper per order; ended orders leave memory.
 
-- **Indicators** (`framework/kernels.py`): pandas ran rolling windows column by column, 500 calls
-  per indicator, and `DataFrame.memory_usage` in the memo walked the columns too. numba kernels
-  compute each over the whole panel in one call, with pandas' arithmetic (equal bit for bit), 37x
-  faster; windows are as long as the longest warm-up needs, not the panel's doubled capacity.
-- **Sending as decisions arrive**: the jobs reach the worker before the venue's work takes the
-  event loop (the first signal used to come 100-240 ms after the close, now ~12 ms); each decision
-  is sized and sent as soon as it arrives, and those that arrived together go in one call (forty
-  separate calls cost more than one: 40 intent statements, 40 venue transactions).
-- **Fills at the open as soon as it is known**: the paper venue fills a live runner's market
-  orders at their bar's open when the bar's first trade is seen (`PaperBroker.opens`,
-  `on_opens`), at the same price, quantity, fee and fill time as at the bar's close. Before, a
-  close waited for the previous close's fills (~1,200 orders: 80 ms of venue matching and 150-300
-  ms of applying their events) before it could size anything.
-- **The order path** (1.6x less CPU per order): `Order.evolve` without `dataclasses.replace`,
-  cheaper exact-arithmetic blocks, order changes sent to PostgreSQL as one JSON parameter per
-  table instead of 23 arrays that asyncpg encoded element by element, one duplicate check per
-  venue batch, hand-written venue JSON, `OrderManager.idle` waiting on an event instead of spinning.
+Session 5 went after the tails. A timeline of each close (a diagnostic run, typical setup) showed
+three things that stall a whole close now and then, and two that cost every close:
 
-The typical setup varies with the machine's other load: 46 / 152 ms (signal) and 88 / 190 ms
-(close) at p50 / p99 in the 18:19 run, 64 / 195 and 113 / 228 in the 18:33 one (load 1.7 at start),
-69 / 357 and 123 / 405 in the 18:59 one (commit a051c0d, load 1.6 before it). Evicting ended
-orders from memory (a051c0d) took the peak RSS from 758 to 539 MiB (stress) and 854 to 600 (typical).
+- **Equity snapshots on the close path** (every 5 s): a lookup per universe symbol and an
+  exact-arithmetic block per operation, 34 ms for 40 instances and 14,000 positions, then a
+  PostgreSQL round trip awaited before the close's decisions. Now one pass over the held
+  positions (7 ms) and the rows written in the background (`runner/snapshots.py`).
+- **Full garbage collections**: 30-80 ms pauses wherever the collector decided, every ~17 s.
+  `FullCollections` (`framework/ingest/loop.py`) takes automatic full collections off and the
+  runner runs one 0.1 s after a close's orders are answered, at most every 30 s.
+- **The benchmark counted closes decided while the runner was stopping** (a 1-2 s stall): only the
+  measured window's closes count now.
+- **Pickling the window to the worker**: 2.7 MB at every close (132 bars x 500 instruments), 7 ms
+  of the event loop and 4 ms of the worker. The worker now keeps a copy of the engine's panel and
+  each job carries the new row (20 kB); the first decision comes 8-15 ms after the close instead
+  of 13-25 ms.
+- **Sizing** looked at every signalled column; exit signals are common (half the universe can be
+  "above its mean") and matter only where a position is held. A mask of held columns cuts it
+  2-4x (0.45 -> 0.27 ms per decision in the typical setup).
+- The worker's answers are read by the event loop itself (`add_reader`) rather than a thread that
+  first has to win the GIL: signal -> runner p50 7.2 -> 4.8 ms, p99 29 -> 23 ms.
 
-What is left, per close (typical setup, ~280 orders): ~25 ms from the close to the decisions
-arriving (panel, pickling the window to the worker, 40 `signals()` on 132 x 500 bars, with the
-runner and PostgreSQL sharing the 2 cores); sizing (~15 ms); then per batch one intent statement,
-the risk checks and the venue call. Per order the runner still spends ~100 us of Python across
-sizing, the order manager, the venue and the acknowledgements; the stress setup (~1,200 orders a
-second) keeps the event loop busy for most of each second, hence its tail. The targets are NOT met:
-p99 < 20 ms from the close needs the orders of a close handled as arrays (intents, risk checks,
-venue acceptance) and the window shared with the worker instead of pickled; p99 < 1 ms from the
-signal to the broker call is below what one synchronous PostgreSQL commit of the intents takes
-here under this load (an idle 40-row insert and commit: p50 0.47 ms, p99 0.67 ms, p99.9 2.4 ms,
-on the embedded PostgreSQL with fsync on), and the issue requires that commit before the send.
+### Why the targets are not met on this machine
+
+- **p99 < 1 ms from signal to broker call** needs the intent commit, which the issue requires
+  before any send, to take well under 1 ms at p99. The last two rows of the tables measure the
+  floor: a bare `SELECT 1` on the runner's pool while it ingests 5,000 ticks/s. In the diagnostic
+  run it took p50 1.5 ms / p99 12 ms in the rest of the second, and p50 20 ms / p99 61 ms within
+  100 ms of a close, when the runner, the decide worker and PostgreSQL compete for the 2 cores.
+  A commit cannot be faster than that round trip.
+- **p99 < 20 ms from the close to each order**: the 40 `signals()` of the typical setup take 20 ms
+  of CPU on an idle core (measured in the worker: 19.4 ms for 132 x 500 bars), so the last decision
+  cannot arrive sooner even before any order work; the orders then cost ~100 us of CPU each in the
+  runner (274 per close: ~27 ms) and a commit round trip during the close. Under the 5,000 ticks/s
+  ingestion the worker gets part of a core, and its last decision arrives 45-65 ms after the close.
+- What it would take: more cores than the 2 here (the event loop, two or more decide workers and
+  PostgreSQL each on their own), and an order path over arrays (intents, risk checks and venue
+  acceptance per close rather than per order). That is a rewrite of the order manager, the risk
+  gateway and the venue, not a tuning step.
+
 The "period end" row adds the runner's bar close delay (waiting for late trades), about a second.
 """
 
@@ -358,6 +393,8 @@ def _latency_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
         ("signal -> broker call", *result["signal"], "p99 < 1 ms"),
         ("close complete -> broker call (40 deciding)", *result["complete"], "p99 < 20 ms"),
         ("period end -> broker call (incl. bar closing)", *result["period"], "(context)"),
+        ("SELECT 1 round trip, < 100 ms after a close", *result["round_trip_close"], "(floor of a commit)"),
+        ("SELECT 1 round trip, rest of the second", *result["round_trip_between"], "(floor of a commit)"),
     ]
 
 
