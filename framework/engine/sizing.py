@@ -25,7 +25,8 @@ The rules are `framework.execution`'s, applied at a bar close with what is known
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from decimal import Decimal
 from typing import Protocol
 
@@ -51,8 +52,8 @@ class PositionSource(Protocol):
         """Return the position of `strategy` in `symbol`."""
         ...
 
-    def held(self, strategy: str) -> Iterable[Position]:
-        """Return the positions of `strategy` (any order; flat ones may be among them)."""
+    def open_symbols(self, strategy: str) -> AbstractSet[str]:
+        """Return the symbols where `strategy` holds a quantity (long or short)."""
         ...
 
 
@@ -94,10 +95,8 @@ class SizingContext:
         """Return a mask of the columns where the instance holds a position (long or short)."""
         mask = np.zeros(len(self.symbols), dtype=bool)
         columns = self.columns
-        for position in self.book.held(self.instance):
-            col = columns.get(position.symbol)
-            if col is not None and position.quantity:
-                mask[col] = True
+        cols = [columns[s] for s in self.book.open_symbols(self.instance) if s in columns]
+        mask[cols] = True
         return mask
 
     def step(self, symbol: str) -> Decimal:

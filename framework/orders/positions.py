@@ -25,6 +25,7 @@ venue and trade id, the fills table's key), and sums PnL, exposure and equity pe
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Literal
@@ -36,6 +37,7 @@ from framework.orders.state import MismatchedEvent, divide, exact_arithmetic
 __all__ = ["Position", "PositionBook", "Totals"]
 
 ZERO: Final = Decimal(0)
+_NONE: Final[frozenset[str]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,7 @@ class PositionBook:
 
     def __init__(self, fills: Iterable[Fill] = ()) -> None:
         self._positions: dict[str, dict[str, Position]] = {}
+        self._open: dict[str, set[str]] = {}  # strategy -> symbols with a quantity (kept by `apply`)
         self._seen: set[tuple[str, str]] = set()
         for fill in fills:
             self.apply(fill)
@@ -190,6 +193,10 @@ class PositionBook:
         position = symbols.get(fill.symbol) or Position(fill.strategy, fill.symbol)
         position = position.apply(fill)
         symbols[fill.symbol] = position
+        if position.quantity:
+            self._open.setdefault(fill.strategy, set()).add(fill.symbol)
+        else:
+            self._open.get(fill.strategy, set()).discard(fill.symbol)
         self._seen.add(key)
         return position
 
@@ -198,8 +205,12 @@ class PositionBook:
         return self._positions.get(strategy, {}).get(symbol) or Position(strategy, symbol)
 
     def held(self, strategy: str) -> Iterable[Position]:
-        """Return the positions of `strategy` in no particular order (a view: for summing, not keeping)."""
+        """Return the positions of `strategy`, flat ones too, in no order (a view: for summing, not keeping)."""
         return self._positions.get(strategy, {}).values()
+
+    def open_symbols(self, strategy: str) -> AbstractSet[str]:
+        """Return the symbols where `strategy` holds a quantity, long or short (a view: read, do not keep)."""
+        return self._open.get(strategy, _NONE)
 
     def positions(self, strategy: str | None = None, *, open_only: bool = False) -> list[Position]:
         """Return the positions of `strategy` (default: all), sorted by strategy and symbol."""

@@ -305,6 +305,7 @@ class OrderLifecycle(RuleBasedStateMachine):
                 # exact, not close: the accounting identity holds to the last digit
                 assert F(position.realised) + F(position.unrealised(mark)) == cash_flow + qty * F(mark)
                 assert F(position.pnl(mark)) == cash_flow + qty * F(mark)
+            assert (symbol in self.book.open_symbols(strategy)) == (qty != 0)
 
     @invariant()
     def the_book_counts_each_fill_once_and_sums_exactly(self) -> None:
