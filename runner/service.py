@@ -359,4 +359,5 @@ class Runner:
             self.closes.append(report)
         # The close's orders are answered: a full collection due now pauses nothing that waits.
         # A moment later, so that the other report listeners and the close's tasks finish first.
-        asyncio.get_running_loop().call_later(_COLLECT_AFTER_CLOSE_S, self.collections.collect_if_due)
+        if self.collections.active:  # not in replays, which leave the collector its own schedule
+            asyncio.get_running_loop().call_later(_COLLECT_AFTER_CLOSE_S, self.collections.collect_if_due)

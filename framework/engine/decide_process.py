@@ -252,13 +252,14 @@ class DecideProcess:
         panel = window.panel
         key = (panel.timeframe, tuple(panel.symbols))
         synced = self._synced.get(key)
-        rows = panel.rows_after(synced[1]) if synced is not None and synced[0] == panel.token else None
+        rows = None
+        if synced is not None and synced[0] == panel.token and synced[1] is not None:
+            rows = panel.rows_after(synced[1])
         update: tuple[object, ...]
         if rows is not None:
             update = ("rows", *rows)
         else:
-            times, values = panel.rows_after(None) or (None, None)
-            update = ("whole", panel.symbols, panel.capacity, panel.instruments, panel.timeframe, times, values)
+            update = ("whole", panel.symbols, panel.capacity, panel.instruments, panel.timeframe, *panel.kept_rows())
         self._synced[key] = (panel.token, panel.last_time_ns)
         return ("panel", key, panel.token, update, window.length)
 

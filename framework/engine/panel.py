@@ -110,24 +110,26 @@ class RollingPanel:
             self._last_close[col] = bar.close
         self._commit_row(row, close_ns)
 
-    def rows_after(self, time_ns: int | None) -> tuple[np.ndarray, np.ndarray] | None:
-        """Return the close times and the `(field, row, symbol)` values of the rows after `time_ns`.
+    def kept_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the close times and the `(field, row, symbol)` values of every kept row (copies)."""
+        start = self._end - self._count
+        return self._times[start : self._end].copy(), self._data[:, start : self._end].copy()
 
-        `None` (every kept row) when `time_ns` is None; None when `time_ns` is not a kept row, so
-        that what came between is unknown (the caller then needs `rows_after(None)`).
+    def rows_after(self, time_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Return the rows after the row closing at `time_ns`, as `kept_rows` does.
+
+        None when `time_ns` is not a kept row, so that what came between is unknown (the caller
+        then needs `kept_rows`).
         """
         start = self._end - self._count
         times = self._times[start : self._end]
-        if time_ns is None:
-            first = 0
-        else:
-            first = int(np.searchsorted(times, time_ns, side="right"))
-            if first == 0 or times[first - 1] != time_ns:
-                return None
+        first = int(np.searchsorted(times, time_ns, side="right"))
+        if first == 0 or times[first - 1] != time_ns:
+            return None
         return times[first:].copy(), self._data[:, start + first : self._end].copy()
 
     def append_rows(self, times: np.ndarray, values: np.ndarray) -> None:
-        """Append rows as `rows_after` returns them (another panel's rows, already carried forward)."""
+        """Append rows as `kept_rows` and `rows_after` return them (another panel's, already carried forward)."""
         for i, close_ns in enumerate(times.tolist()):
             row = self._next_row(close_ns)
             self._data[:, row] = values[:, i]

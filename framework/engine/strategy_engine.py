@@ -439,16 +439,17 @@ class StrategyEngine:
 
                 for window, strategies in by_window.values():
                     await self._process.decide(window, strategies, self.decision_timeout_s, on_outcome=tell)
+            rest = [(k, r, p, n) for k, (r, p, n) in enumerate(jobs) if r.spec.id not in answered]
             windows: dict[int, Bars] = {}  # built once per panel, and only for what the threads decide
-            for _, panel, length in jobs:
-                if panel.token not in windows and any(r.spec.id not in answered for r, p, _ in jobs if p is panel):
+            for _, _, panel, length in rest:
+                if panel.token not in windows:
                     windows[panel.token] = panel.window(length)
 
             async def one(k: int, running: _Running, panel: RollingPanel) -> None:
                 outcome, finished_ns = await self._decide_one(running, windows[panel.token])
                 arrived((k, outcome, finished_ns))
 
-            await asyncio.gather(*(one(k, r, p) for k, (r, p, _) in enumerate(jobs) if r.spec.id not in answered))
+            await asyncio.gather(*(one(k, r, p) for k, r, p, _ in rest))
         finally:
             arrived(None)
 

@@ -82,6 +82,11 @@ class FullCollections:
         self._saved: tuple[int, int, int] | None = None
         self._last = time.monotonic()
 
+    @property
+    def active(self) -> bool:
+        """Return whether full collections are on this object's schedule (between `start` and `stop`)."""
+        return self._saved is not None
+
     def start(self) -> None:
         """Stop the collector's automatic full collections."""
         if self._saved is None:
@@ -105,7 +110,7 @@ class FullCollections:
 
     def _collect_after(self, seconds: float) -> bool:
         now = time.monotonic()
-        if self._saved is None or now - self._last < seconds:
+        if not self.active or now - self._last < seconds:
             return False
         gc.collect()
         self._last = time.monotonic()

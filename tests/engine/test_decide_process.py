@@ -130,7 +130,7 @@ async def test_the_worker_keeps_a_copy_of_the_panel_and_gets_only_the_new_rows(w
     await decide_next(9, rolling)
     assert sent[-1] == ("whole", 4)  # the new worker has nothing: the panel's kept rows
     wider = RollingPanel(["A", "B", "C"], 8, timeframe="1s")  # as when a warm-up grows past the capacity
-    wider.append_rows(*(rolling.rows_after(None) or ()))
+    wider.append_rows(*rolling.kept_rows())
     for t in range(10, 13):
         await decide_next(t, wider)
     assert sent[-3:] == [("whole", 5), ("rows", 1), ("rows", 1)]

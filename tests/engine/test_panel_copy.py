@@ -41,10 +41,10 @@ def test_a_copy_fed_the_rows_after_its_newest_builds_the_panels_windows(
         for trading in appended:
             t += 1
             panel.append(t * SECOND, [bar(s, t, 10.0 + t + k) for k, s in enumerate(trading)])
-        rows = panel.rows_after(copy.last_time_ns) if len(copy) else panel.rows_after(None)
+        rows = panel.rows_after(copy.last_time_ns) if copy.last_time_ns is not None else panel.kept_rows()
         if rows is None:  # more rows came than the panel keeps: the copy starts again from all of them
             copy = RollingPanel(SYMBOLS, capacity, timeframe="1s")
-            rows = panel.rows_after(None)
+            rows = panel.kept_rows()
         assert rows is not None
         copy.append_rows(*rows)
         if len(panel):
